@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from calendars.models import Calendar, CalendarDateKind
+from scheduler_project.api.serializers import InputSerializer
+
+MAX_CUSTOM_DATES = 1000
+
+
+class CustomDateField(serializers.Field):
+    """A date as ``"2027-12-24"`` or ``{"date": "2027-12-24", "name": "Christmas Eve"}``."""
+
+    default_error_messages = {
+        "invalid": 'Must be a date "YYYY-MM-DD" or an object {"date": "YYYY-MM-DD", "name": "..."}.',
+    }
+
+    def to_internal_value(self, data: Any) -> tuple[date, str]:
+        name = ""
+        if isinstance(data, dict):
+            if set(data) - {"date", "name"} or "date" not in data:
+                self.fail("invalid")
+            name = data.get("name") or ""
+            if not isinstance(name, str) or len(name) > 200:
+                self.fail("invalid")
+            data = data["date"]
+        if not isinstance(data, str):
+            self.fail("invalid")
+        try:
+            return date.fromisoformat(data), name
+        except ValueError:
+            self.fail("invalid")
+            raise  # unreachable: fail() raises
+
+    def to_representation(self, value: Any) -> dict[str, str]:
+        return {"date": value.date.isoformat(), "name": value.name}
+
+
+class CustomDateListField(serializers.ListField):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(child=CustomDateField(), max_length=MAX_CUSTOM_DATES, **kwargs)
+
+
+class CalendarInputSerializer(InputSerializer):
+    name = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    country = serializers.CharField(required=False, allow_blank=True, max_length=8)
+    subdivision = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    market = serializers.CharField(required=False, allow_blank=True, max_length=16)
+    weekend = serializers.ListField(
+        child=serializers.IntegerField(min_value=0, max_value=6),
+        max_length=6,
+        required=False,
+        help_text="Weekend days, Monday = 0. Default: [5, 6].",
+    )
+    holidays = CustomDateListField(required=False, help_text="Extra non-business days of this calendar.")
+    working_days = CustomDateListField(
+        required=False, help_text="Business days that the country, market or weekend would make free."
+    )
+
+    def validate_country(self, value: str) -> str:
+        return value.upper()
+
+    def validate_market(self, value: str) -> str:
+        return value.upper()
+
+    def validate_weekend(self, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise serializers.ValidationError("Must not repeat a day.")
+        return value
+
+
+class CustomDateOutputSerializer(serializers.Serializer):
+    date = serializers.DateField()
+    name = serializers.CharField()
+
+
+class CalendarOutputSerializer(serializers.ModelSerializer):
+    holidays = serializers.SerializerMethodField()
+    working_days = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Calendar
+        fields = [
+            "id",
+            "name",
+            "description",
+            "country",
+            "subdivision",
+            "market",
+            "weekend",
+            "holidays",
+            "working_days",
+            "created_at",
+            "updated_at",
+        ]
+
+    def _dates(self, calendar: Calendar, kind: str) -> list[dict[str, str]]:
+        return [{"date": d.date.isoformat(), "name": d.name} for d in calendar.dates.all() if d.kind == kind]
+
+    @extend_schema_field(CustomDateOutputSerializer(many=True))
+    def get_holidays(self, calendar: Calendar) -> list[dict[str, str]]:
+        return self._dates(calendar, CalendarDateKind.HOLIDAY)
+
+    @extend_schema_field(CustomDateOutputSerializer(many=True))
+    def get_working_days(self, calendar: Calendar) -> list[dict[str, str]]:
+        return self._dates(calendar, CalendarDateKind.WORKING_DAY)

@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from calendars import selectors, services
+from calendars.api.serializers import CalendarInputSerializer, CalendarOutputSerializer
+from calendars.models import Calendar
+from scheduler_project.api import scopes
+from scheduler_project.api.schema import problems
+from scheduler_project.api.viewsets import TenantViewSet
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List calendars", responses={200: CalendarOutputSerializer(many=True), **problems(400)}),
+    retrieve=extend_schema(summary="Get a calendar", responses={200: CalendarOutputSerializer, **problems(400, 404)}),
+    create=extend_schema(
+        summary="Create a calendar",
+        request=CalendarInputSerializer,
+        responses={201: CalendarOutputSerializer, **problems(400, 413)},
+    ),
+    partial_update=extend_schema(
+        summary="Change a calendar",
+        request=CalendarInputSerializer(partial=True),
+        responses={200: CalendarOutputSerializer, **problems(400, 404, 413)},
+    ),
+    destroy=extend_schema(summary="Delete an unused calendar", responses={204: None, **problems(400, 404, 409)}),
+)
+class CalendarViewSet(TenantViewSet):
+    """Business calendars: holidays of a country or market, weekend days and custom dates."""
+
+    queryset = Calendar.objects.none()
+    serializer_class = CalendarOutputSerializer
+    required_scopes = {"list": scopes.READ, "retrieve": scopes.READ}  # writes: admin
+
+    def tenant_queryset(self, tenant_id: str) -> QuerySet[Calendar]:
+        return selectors.calendar_list(tenant_id=tenant_id)
+
+    def list(self, request: Request) -> Response:
+        page = self.paginate_queryset(self.get_queryset())
+        return self.get_paginated_response(CalendarOutputSerializer(page, many=True).data)
+
+    def retrieve(self, request: Request, pk: str) -> Response:
+        return Response(CalendarOutputSerializer(self.get_object()).data)
+
+    def create(self, request: Request) -> Response:
+        data = self.validated(CalendarInputSerializer, request.data)
+        calendar = services.calendar_create(tenant_id=self.tenant_id, **data)
+        return Response(CalendarOutputSerializer(self._reload(calendar)).data, status=status.HTTP_201_CREATED)
+
+    def partial_update(self, request: Request, pk: str) -> Response:
+        calendar = self.get_object()
+        data = self.validated(CalendarInputSerializer, request.data, partial=True)
+        calendar = services.calendar_update(calendar=calendar, data=data)
+        return Response(CalendarOutputSerializer(self._reload(calendar)).data)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        services.calendar_delete(calendar=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    def _reload(self, calendar: Calendar) -> Any:
+        return self.get_queryset().get(pk=calendar.pk)

@@ -1,0 +1,24 @@
+"""Admin behaviour shared by the tenant resources."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+
+
+class ReadOnlyThroughServicesAdmin:
+    """Tenants own their jobs, schedules and calendars and change them through the API.
+
+    Operators see every field here and steer through admin actions, which call the same
+    services as the API, so no edit can skip validation or its domain event.
+    """
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

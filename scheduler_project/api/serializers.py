@@ -1,0 +1,86 @@
+"""Serializer bases shared by every app's API: strict input, bounded JSON, aware date-times."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django.utils.dateparse import parse_datetime
+from rest_framework import serializers
+
+MAX_JSON_BYTES = 64 * 1024
+
+
+class InputSerializer(serializers.Serializer):
+    """Input that names a field this endpoint does not take is refused, not silently dropped."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            writable = {name for name, f in self.fields.items() if not f.read_only}
+            unknown = sorted(set(data) - writable)
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["Unknown or read-only field."] for name in unknown}, code="unknown_field"
+                )
+        return super().to_internal_value(data)
+
+
+class JSONObjectField(serializers.JSONField):
+    """A JSON object (not a list or scalar) of bounded size."""
+
+    default_error_messages = {
+        "not_object": "Must be a JSON object.",
+        "too_large": "Must serialise to at most {max_bytes} bytes of JSON.",
+    }
+
+    def __init__(self, *, max_bytes: int = MAX_JSON_BYTES, **kwargs: Any) -> None:
+        self.max_bytes = max_bytes
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Any:
+        value = super().to_internal_value(data)
+        if not isinstance(value, dict):
+            self.fail("not_object")
+        if len(json.dumps(value, separators=(",", ":")).encode()) > self.max_bytes:
+            self.fail("too_large", max_bytes=self.max_bytes)
+        return value
+
+
+class AwareDateTimeField(serializers.DateTimeField):
+    """An ISO 8601 instant that must carry its UTC offset: a naive time is ambiguous here."""
+
+    default_error_messages = {"naive": "Must include a UTC offset (for example 2027-01-01T09:00:00+01:00)."}
+
+    def to_internal_value(self, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                parsed = parse_datetime(value.strip())
+            except ValueError:
+                parsed = None
+            if parsed is not None and parsed.tzinfo is None:
+                self.fail("naive")
+        return super().to_internal_value(value)
+
+
+class TimeZoneField(serializers.CharField):
+    default_error_messages = {"unknown": "Unknown IANA time zone {value!r}."}
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 64)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        value = super().to_internal_value(data)
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            self.fail("unknown", value=value)
+        return value
+
+
+class StringListField(serializers.ListField):
+    def __init__(self, *, max_items: int = 50, max_length: int = 100, **kwargs: Any) -> None:
+        kwargs.setdefault("child", serializers.CharField(max_length=max_length))
+        kwargs.setdefault("max_length", max_items)
+        super().__init__(**kwargs)

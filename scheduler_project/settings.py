@@ -1,0 +1,180 @@
+"""Django settings. Every value that differs between deployments comes from the environment
+through :mod:`scheduler_project.config`; see the configuration table in the README."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+
+from scheduler_project import config
+
+try:
+    CONFIG = config.load()
+except config.ConfigError as exc:
+    # One clear line naming the variable, instead of a traceback from deep inside a driver.
+    sys.exit(f"configuration error: {exc}")
+
+BASE_DIR = config.BASE_DIR
+SECRET_KEY = CONFIG.secret_key
+DEBUG = CONFIG.debug
+ALLOWED_HOSTS = CONFIG.allowed_hosts
+PORT = CONFIG.port
+DEFAULT_TZ = CONFIG.default_tz
+NATS_URL = CONFIG.nats_url
+REDIS_URL = CONFIG.redis_url
+JWKS_URL = CONFIG.jwks_url
+JWT_AUDIENCE = CONFIG.jwt_audience
+JWT_ISSUER = CONFIG.jwt_issuer
+WEBHOOK_HMAC_SECRET = CONFIG.webhook_hmac_secret
+EMBEDDED = CONFIG.embedded
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "django_celery_beat",
+    "scheduler_project.apps.CoreConfig",
+    "calendars",
+    "schedules",
+    "runs",
+    "workers",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "scheduler_project.urls"
+WSGI_APPLICATION = "scheduler_project.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {"default": CONFIG.database}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+# Everything is stored and computed in UTC; schedules carry their own IANA zone.
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = CONFIG.data_dir / "static"
+
+# A request body above this is refused before it is parsed (413); single JSON fields have
+# their own, smaller limits and answer 400 naming the field.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": "INFO"},
+}
+
+# --- REST API -------------------------------------------------------------------------------
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["scheduler_project.api.authentication.TenantJWTAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["scheduler_project.api.permissions.ScopePermission"],
+    "DEFAULT_PARSER_CLASSES": ["scheduler_project.api.parsers.LimitedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "scheduler_project.api.pagination.PageNumberPagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "scheduler_project.api.exceptions.problem_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    "PAGE_SIZE": 50,
+}
+
+# Tokens come from the tenants' identity provider (RS256 via JWKS_URL) or, without one, are
+# HS256 tokens signed with SECRET_KEY (`manage.py issue_token`). They carry `tenant_id` and
+# `scope`; no user row exists for them, so the user-id and token-type claims are not required.
+SIMPLE_JWT = {
+    "ALGORITHM": "RS256" if JWKS_URL else "HS256",
+    "SIGNING_KEY": SECRET_KEY,
+    "JWK_URL": JWKS_URL,
+    "AUDIENCE": JWT_AUDIENCE,
+    "ISSUER": JWT_ISSUER,
+    "LEEWAY": 30,
+    "ACCESS_TOKEN_LIFETIME": timedelta(hours=12),
+    "TOKEN_TYPE_CLAIM": None,
+    "JTI_CLAIM": None,
+    "USER_ID_CLAIM": "sub",
+    "AUTH_HEADER_TYPES": ("Bearer",),
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Scheduler API",
+    "DESCRIPTION": (
+        "Multi-tenant scheduler: jobs, schedules, runs, calendars and workers. "
+        "Authenticate with `Authorization: Bearer <JWT>` carrying `tenant_id` and `scope` claims."
+    ),
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatus": "runs.models.RunStatus",
+        "WorkerStatus": "workers.models.WorkerStatus",
+    },
+}
+
+# --- Celery ---------------------------------------------------------------------------------
+# Every setting: https://docs.celeryq.dev/en/stable/userguide/configuration.html
+
+CELERY_BROKER_URL = CONFIG.broker_url
+# Redis: visibility_timeout above the longest task time limit, so a running task is not
+# delivered a second time. Filesystem: where the embedded broker keeps its messages.
+CELERY_BROKER_TRANSPORT_OPTIONS = CONFIG.broker_transport_options
+# Retry the broker connection at start-up rather than crash-looping the container.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# JSON only: never unpickle what arrives over the network.
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TIMEZONE = "UTC"
+CELERY_ENABLE_UTC = True
+# Run state lives in our own tables; Celery result storage would be a second, weaker copy.
+CELERY_TASK_IGNORE_RESULT = True
+# Long tasks and fair dispatch: a worker process reserves one message at a time.
+# https://docs.celeryq.dev/en/stable/userguide/optimizing.html#prefetch-limits
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Until the database-driven scheduler lands, beat serves django-celery-beat's periodic tasks.
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
