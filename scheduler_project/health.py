@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.db import connection
-from django.http import HttpRequest, JsonResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
+from scheduler_project.api.exceptions import PROBLEM_CONTENT_TYPE, problem
 from scheduler_project.celery import app as celery_app
 
 CHECK_TIMEOUT_SECONDS = 2.0
-
-
-def healthz(request: HttpRequest) -> JsonResponse:
-    """The process is up and serving requests. Touches nothing else, so it stays cheap."""
-    return JsonResponse({"status": "ok"})
 
 
 def _database() -> None:
@@ -30,24 +31,45 @@ def _broker() -> None:
 
 CHECKS: dict[str, Callable[[], None]] = {"database": _database, "broker": _broker}
 
+_Status = inline_serializer("HealthStatus", {"status": serializers.CharField()})
+_Ready = inline_serializer(
+    "ReadyStatus",
+    {
+        "status": serializers.CharField(),
+        "checks": serializers.DictField(child=serializers.CharField(), help_text='Per dependency: "ok" or "down: ..."'),
+    },
+)
 
-def readyz(request: HttpRequest) -> JsonResponse:
-    """Ready to serve: every dependency answers. 503 names the ones that do not."""
-    results: dict[str, str] = {}
-    for name, check in CHECKS.items():
-        try:
-            check()
-            results[name] = "ok"
-        except Exception as exc:  # a probe reports any failure of its dependency, whatever the driver raises
-            results[name] = f"down: {type(exc).__name__}: {exc}".strip()[:300]
-    down = [name for name, result in results.items() if result != "ok"]
-    if down:
-        body = {
-            "type": "urn:scheduler:problem:unavailable",
-            "title": "Service unavailable",
-            "status": 503,
-            "detail": f"Not ready: {', '.join(down)} down.",
-            "checks": results,
-        }
-        return JsonResponse(body, status=503, content_type="application/problem+json")
-    return JsonResponse({"status": "ok", "checks": results})
+
+class ProbeView(APIView):
+    authentication_classes: list[type] = []
+    permission_classes = [AllowAny]
+
+
+class HealthzView(ProbeView):
+    @extend_schema(summary="Liveness: the process is up", responses={200: _Status}, auth=[])
+    def get(self, request: Request) -> Response:
+        """Touches nothing but the process itself, so it stays cheap under load."""
+        return Response({"status": "ok"})
+
+
+class ReadyzView(ProbeView):
+    @extend_schema(
+        summary="Readiness: database and broker reachable",
+        responses={200: _Ready, 503: OpenApiResponse(_Ready, description="Problem document naming what is down.")},
+        auth=[],
+    )
+    def get(self, request: Request) -> Response:
+        results: dict[str, str] = {}
+        for name, check in CHECKS.items():
+            try:
+                check()
+                results[name] = "ok"
+            except Exception as exc:  # a probe reports any failure of its dependency, whatever the driver raises
+                results[name] = f"down: {type(exc).__name__}: {exc}"[:300]
+        down = [name for name, result in results.items() if result != "ok"]
+        if down:
+            body = problem(503, f"Not ready: {', '.join(down)} down.")
+            body["checks"] = results
+            return Response(body, status=503, content_type=PROBLEM_CONTENT_TYPE)
+        return Response({"status": "ok", "checks": results})

@@ -9,8 +9,8 @@ urlpatterns = [
     path("api/v1/", include(router.urls)),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
-    path("healthz", health.healthz, name="healthz"),
-    path("readyz", health.readyz, name="readyz"),
+    path("healthz", health.HealthzView.as_view(), name="healthz"),
+    path("readyz", health.ReadyzView.as_view(), name="readyz"),
     path("admin/", admin.site.urls),
 ]
 

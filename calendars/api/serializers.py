@@ -12,6 +12,18 @@ from scheduler_project.api.serializers import InputSerializer
 MAX_CUSTOM_DATES = 1000
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "format": "date"},
+            {
+                "type": "object",
+                "properties": {"date": {"type": "string", "format": "date"}, "name": {"type": "string"}},
+                "required": ["date"],
+            },
+        ]
+    }
+)
 class CustomDateField(serializers.Field):
     """A date as ``"2027-12-24"`` or ``{"date": "2027-12-24", "name": "Christmas Eve"}``."""
 

@@ -51,3 +51,9 @@ class TenantJWTScheme(OpenApiAuthenticationExtension):
             "scheduler:operate, scheduler:admin, scheduler:worker)."
         )
         return scheme
+
+
+def strip_trailing_slashes(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """Postprocessing hook: document paths without the (optional) trailing slash."""
+    result["paths"] = {path.rstrip("/") or "/": item for path, item in result.get("paths", {}).items()}
+    return result

@@ -78,10 +78,16 @@ class JobViewSet(TenantViewSet):
         summary="Delete a schedule (its runs stay, detached)", responses={204: None, **problems(400, 404)}
     ),
     enable=extend_schema(
-        summary="Resume a schedule", request=None, responses={200: ScheduleOutputSerializer, **problems(400, 404)}
+        summary="Resume a schedule",
+        operation_id="schedules_enable",
+        request=None,
+        responses={200: ScheduleOutputSerializer, **problems(400, 404)},
     ),
     disable=extend_schema(
-        summary="Pause a schedule", request=None, responses={200: ScheduleOutputSerializer, **problems(400, 404)}
+        summary="Pause a schedule",
+        operation_id="schedules_disable",
+        request=None,
+        responses={200: ScheduleOutputSerializer, **problems(400, 404)},
     ),
 )
 class ScheduleViewSet(TenantViewSet):

@@ -1,0 +1,44 @@
+"""Shared fixtures: API clients holding tokens of a given tenant and scope."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from rest_framework.test import APIClient
+
+from scheduler_project.api import scopes
+from scheduler_project.api.authentication import token_issue
+from tests.factories import OTHER_TENANT, TENANT
+
+ALL_SCOPES = (scopes.READ, scopes.OPERATE, scopes.ADMIN, scopes.WORKER)
+
+
+def make_token(tenant: str = TENANT, scope: tuple[str, ...] | str = scopes.ADMIN, hours: float = 1) -> str:
+    scope_list = [scope] if isinstance(scope, str) else list(scope)
+    return token_issue(tenant_id=tenant, scopes=scope_list, lifetime=timedelta(hours=hours))
+
+
+@pytest.fixture
+def client_for() -> Callable[..., APIClient]:
+    """``client_for(tenant="acme", scope="scheduler:admin")``: an API client with a bearer token."""
+
+    def build(tenant: str = TENANT, scope: tuple[str, ...] | str = scopes.ADMIN) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {make_token(tenant, scope)}")
+        return client
+
+    return build
+
+
+@pytest.fixture
+def api(client_for: Callable[..., APIClient]) -> APIClient:
+    """An admin client of the default tenant."""
+    return client_for()
+
+
+@pytest.fixture
+def other_api(client_for: Callable[..., APIClient]) -> APIClient:
+    """An admin client of another tenant."""
+    return client_for(OTHER_TENANT)
