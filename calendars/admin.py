@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.contrib import admin
 
 from calendars.models import Calendar, CalendarDate
@@ -9,7 +11,7 @@ from scheduler_project.admin_mixins import ReadOnlyThroughServicesAdmin
 class CalendarDateInline(admin.TabularInline):
     model = CalendarDate
     extra = 0
-    fields = ["date", "kind", "name"]
+    fields: ClassVar[tuple[str, ...]] = ("date", "kind", "name")
     readonly_fields = fields
 
 

@@ -1,15 +1,18 @@
 from __future__ import annotations
 
+from typing import ClassVar
+
 from django.contrib import admin
 
 from runs.models import Run, RunAttempt
+from scheduler_project.admin_mixins import ReadOnlyAdmin
 
 
 class RunAttemptInline(admin.TabularInline):
     model = RunAttempt
     extra = 0
     can_delete = False
-    fields = [
+    fields: ClassVar[tuple[str, ...]] = (
         "series",
         "number",
         "worker_name",
@@ -19,7 +22,7 @@ class RunAttemptInline(admin.TabularInline):
         "response_status",
         "error_type",
         "error_message",
-    ]
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:  # type: ignore[no-untyped-def]
@@ -27,7 +30,7 @@ class RunAttemptInline(admin.TabularInline):
 
 
 @admin.register(Run)
-class RunAdmin(admin.ModelAdmin):
+class RunAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     list_display = [
         "id",
         "tenant_id",
@@ -48,6 +51,3 @@ class RunAdmin(admin.ModelAdmin):
     inlines = [RunAttemptInline]
     # The ledger is history: operators read it; changes go through run services (retry, cancel).
     readonly_fields = [f.name for f in Run._meta.fields]
-
-    def has_add_permission(self, request) -> bool:  # type: ignore[no-untyped-def]
-        return False

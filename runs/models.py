@@ -80,9 +80,9 @@ class Run(TenantModel):
         indexes = [
             # The runs list of a tenant, newest first, alone or filtered (cursor pagination).
             models.Index(fields=["tenant_id", "-scheduled_for", "-id"], name="run_tenant_slot_idx"),
-            models.Index(fields=["tenant_id", "status", "-scheduled_for"], name="run_tenant_status_idx"),
-            models.Index(fields=["tenant_id", "schedule", "-scheduled_for"], name="run_tenant_schedule_idx"),
-            models.Index(fields=["tenant_id", "job", "-scheduled_for"], name="run_tenant_job_idx"),
+            models.Index(fields=["tenant_id", "status", "-scheduled_for", "-id"], name="run_tenant_status_idx"),
+            models.Index(fields=["tenant_id", "schedule", "-scheduled_for", "-id"], name="run_tenant_schedule_idx"),
+            models.Index(fields=["tenant_id", "job", "-scheduled_for", "-id"], name="run_tenant_job_idx"),
         ]
 
     def __str__(self) -> str:

@@ -8,11 +8,6 @@ from django.db import models
 from django.utils import timezone
 
 
-class TenantQuerySet(models.QuerySet):
-    def for_tenant(self, tenant_id: str) -> TenantQuerySet:
-        return self.filter(tenant_id=tenant_id)
-
-
 class TimeStampedModel(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, editable=False)
     updated_at = models.DateTimeField(auto_now=True, editable=False)
@@ -27,8 +22,6 @@ class TenantModel(TimeStampedModel):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # No index of its own: it leads the composite indexes of every concrete model.
     tenant_id = models.CharField(max_length=64, editable=False)
-
-    objects = TenantQuerySet.as_manager()
 
     class Meta:
         abstract = True

@@ -124,6 +124,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
 }
 
+JWT_LEEWAY_SECONDS = 30  # clock skew tolerated between the identity provider and us
 # Tokens come from the tenants' identity provider (RS256 via JWKS_URL) or, without one, are
 # HS256 tokens signed with SECRET_KEY (`manage.py issue_token`). They carry `tenant_id` and
 # `scope`; no user row exists for them, so the user-id and token-type claims are not required.
@@ -133,7 +134,7 @@ SIMPLE_JWT = {
     "JWK_URL": JWKS_URL,
     "AUDIENCE": JWT_AUDIENCE,
     "ISSUER": JWT_ISSUER,
-    "LEEWAY": 30,
+    "LEEWAY": JWT_LEEWAY_SECONDS,
     "ACCESS_TOKEN_LIFETIME": timedelta(hours=12),
     "TOKEN_TYPE_CLAIM": None,
     "JTI_CLAIM": None,

@@ -156,7 +156,7 @@ def _resolve(schedule: Schedule, data: dict[str, Any]) -> None:
         elif field == "timezone":
             try:
                 ZoneInfo(value)
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a directory ("Europe")
                 errors["timezone"] = [f"Unknown IANA time zone {value!r}."]
             schedule.timezone = value
         else:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections import Counter
 from datetime import date
 from typing import Any
 
@@ -28,8 +29,15 @@ class CustomDateField(serializers.Field):
     """A date as ``"2027-12-24"`` or ``{"date": "2027-12-24", "name": "Christmas Eve"}``."""
 
     default_error_messages = {
-        "invalid": 'Must be a date "YYYY-MM-DD" or an object {"date": "YYYY-MM-DD", "name": "..."}.',
+        # Braces doubled: fail() formats the message.
+        "invalid": 'Must be a date "YYYY-MM-DD" or an object {{"date": "YYYY-MM-DD", "name": "..."}}.',
     }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # The name gets a CharField's checks: length, and no NUL or lone surrogate (which
+        # PostgreSQL cannot store).
+        self.name_field = serializers.CharField(max_length=200, allow_blank=True)
 
     def to_internal_value(self, data: Any) -> tuple[date, str]:
         name = ""
@@ -37,8 +45,12 @@ class CustomDateField(serializers.Field):
             if set(data) - {"date", "name"} or "date" not in data:
                 self.fail("invalid")
             name = data.get("name") or ""
-            if not isinstance(name, str) or len(name) > 200:
+            if not isinstance(name, str):
                 self.fail("invalid")
+            try:
+                name = self.name_field.run_validation(name)
+            except serializers.ValidationError as exc:
+                raise serializers.ValidationError([f"name: {message}" for message in exc.detail]) from None
             data = data["date"]
         if not isinstance(data, str):
             self.fail("invalid")
@@ -55,6 +67,13 @@ class CustomDateField(serializers.Field):
 class CustomDateListField(serializers.ListField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(child=CustomDateField(), max_length=MAX_CUSTOM_DATES, **kwargs)
+
+    def to_internal_value(self, data: Any) -> list[tuple[date, str]]:
+        dates = super().to_internal_value(data)
+        repeated = sorted(day for day, count in Counter(day for day, _ in dates).items() if count > 1)
+        if repeated:  # one row per calendar and date: the database would refuse the second
+            raise serializers.ValidationError(f"Must not repeat a date: {', '.join(map(str, repeated))}.")
+        return dates
 
 
 class CalendarInputSerializer(InputSerializer):

@@ -31,7 +31,7 @@ from scheduler_project.api.viewsets import TenantViewSet
     ),
     destroy=extend_schema(summary="Delete an unused calendar", responses={204: None, **problems(400, 404, 409)}),
 )
-class CalendarViewSet(TenantViewSet):
+class CalendarViewSet(TenantViewSet[Calendar]):
     """Business calendars: holidays of a country or market, weekend days and custom dates."""
 
     queryset = Calendar.objects.none()

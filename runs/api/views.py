@@ -23,7 +23,7 @@ from scheduler_project.api.viewsets import TenantViewSet
         summary="Get a run with its attempts", responses={200: RunDetailSerializer, **problems(400, 404)}
     ),
 )
-class RunViewSet(TenantViewSet):
+class RunViewSet(TenantViewSet[Run]):
     """Runs: every execution of a job, from a slot, a manual trigger or a backfill."""
 
     queryset = Run.objects.none()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 TARGET_TYPES = ("HTTP", "EVENT", "QUEUE")
@@ -47,7 +47,7 @@ def parse_target(data: Any) -> dict[str, Any]:
     if not isinstance(data, Mapping):
         raise InvalidTarget({"type": ["The target must be an object with a 'type'."]})
     kind = data.get("type")
-    if kind not in _ALLOWED:
+    if not isinstance(kind, str) or kind not in _ALLOWED:  # a list or object is unhashable
         raise InvalidTarget({"type": [f"Must be one of {', '.join(TARGET_TYPES)}; got {kind!r}."]})
     for unknown in sorted(set(data) - _ALLOWED[kind]):
         add(str(unknown), f"Unknown field for a {kind} target.")
@@ -58,8 +58,11 @@ def parse_target(data: Any) -> dict[str, Any]:
         if not isinstance(url, str) or not url:
             add("url", "This field is required and must be a string.")
         else:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
+            try:
+                parts: SplitResult | None = urlsplit(url)
+            except ValueError:  # "http://[::1" and the like
+                parts = None
+            if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
                 add("url", "Must be an absolute http:// or https:// URL.")
             elif len(url) > 2000:
                 add("url", "Must be at most 2000 characters.")

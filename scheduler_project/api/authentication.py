@@ -43,14 +43,13 @@ class Principal:
 @functools.cache
 def token_backend() -> TokenBackend:
     """The token backend for the current settings (rebuilt when tests change them)."""
-    jwt = settings.SIMPLE_JWT
     return TokenBackend(
         algorithm="RS256" if settings.JWKS_URL else "HS256",
         signing_key=settings.SECRET_KEY,
         audience=settings.JWT_AUDIENCE,
         issuer=settings.JWT_ISSUER,
         jwk_url=settings.JWKS_URL,
-        leeway=jwt.get("LEEWAY", 0),
+        leeway=settings.JWT_LEEWAY_SECONDS,
     )
 
 

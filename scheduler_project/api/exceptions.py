@@ -9,12 +9,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404, HttpRequest, JsonResponse
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from scheduler_project.api.parsers import PayloadTooLarge
 from scheduler_project.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -37,10 +40,11 @@ _TITLES = {
 }
 
 
-class PayloadTooLarge(exceptions.APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_detail = "Request body too large."
-    default_code = "payload_too_large"
+def _encodable(text: str) -> str:
+    """``text`` with lone surrogates escaped. Errors echo input (an unknown field's name, a
+    value), and a JSON ``"\\ud800"`` read into such a name would make the error response
+    itself fail to encode as UTF-8."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def problem(status_code: int, detail: str, errors: dict[str, list[str]] | None = None) -> dict[str, Any]:
@@ -49,10 +53,12 @@ def problem(status_code: int, detail: str, errors: dict[str, list[str]] | None =
         "type": f"urn:scheduler:problem:{code}",
         "title": title,
         "status": status_code,
-        "detail": detail,
+        "detail": _encodable(detail),
     }
     if errors:
-        body["errors"] = errors
+        body["errors"] = {
+            _encodable(path): [_encodable(str(message)) for message in messages] for path, messages in errors.items()
+        }
     return body
 
 
@@ -61,8 +67,9 @@ def flatten_errors(detail: Any, prefix: str = "") -> dict[str, list[str]]:
     flat: dict[str, list[str]] = {}
     if isinstance(detail, dict):
         for key, value in detail.items():
-            name = "non_field_errors" if key == "non_field_errors" and not prefix else str(key)
-            path = f"{prefix}.{name}" if prefix else name
+            # A nested object's own errors ("expected a dictionary") belong to its path.
+            nested_own = key == "non_field_errors" and prefix
+            path = prefix if nested_own else f"{prefix}.{key}" if prefix else str(key)
             for sub_path, messages in flatten_errors(value, path).items():
                 flat.setdefault(sub_path, []).extend(messages)
     elif isinstance(detail, list):
@@ -96,6 +103,10 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, RequestDataTooBig):
+        # DRF reads request.body before a JSON parser runs, so Django's own cap (the same
+        # DATA_UPLOAD_MAX_MEMORY_SIZE) trips before LimitedJSONParser can.
+        exc = PayloadTooLarge(f"Request body exceeds {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes.")
 
     response = drf_exception_handler(exc, context)
     if response is None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, Any, cast
 
 from django.conf import settings
+from rest_framework import status
+from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import JSONParser
 
-from scheduler_project.api.exceptions import PayloadTooLarge
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "Request body too large."
+    default_code = "payload_too_large"
 
 
 class _LimitedStream:
@@ -31,4 +37,8 @@ class LimitedJSONParser(JSONParser):
         length = request.META.get("CONTENT_LENGTH") if request is not None else None
         if length and str(length).isdigit() and int(length) > limit:
             raise PayloadTooLarge(f"Request body exceeds {limit} bytes.")
-        return super().parse(_LimitedStream(stream, limit), media_type, parser_context)
+        try:
+            return super().parse(cast(IO[Any], _LimitedStream(stream, limit)), media_type, parser_context)
+        except RecursionError:
+            # json raises RecursionError, not ValueError, on very deep nesting: still bad input.
+            raise ParseError("JSON parse error - nested too deeply.") from None

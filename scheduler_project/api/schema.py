@@ -9,6 +9,8 @@ from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
+from scheduler_project.api.exceptions import PROBLEM_CONTENT_TYPE
+
 _DESCRIPTIONS = {
     400: "Invalid input: `errors` maps each field path to its messages.",
     401: "No token, or an invalid or expired one.",
@@ -26,16 +28,23 @@ class ProblemSerializer(serializers.Serializer):
     title = serializers.CharField()
     status = serializers.IntegerField()
     detail = serializers.CharField()
-    errors = serializers.DictField(
+    # Shadows Serializer.errors; harmless here: this serializer only describes the schema.
+    errors = serializers.DictField(  # type: ignore[assignment]
         child=serializers.ListField(child=serializers.CharField()),
         required=False,
         help_text='Field path to messages, e.g. {"trigger.expression": ["..."]}.',
     )
 
 
-def problems(*codes: int) -> dict[int, Any]:
-    """Error responses of an operation; 401 and 403 apply to every endpoint."""
-    return {code: OpenApiResponse(ProblemSerializer, description=_DESCRIPTIONS[code]) for code in (401, 403, *codes)}
+def problems(*codes: int) -> dict[tuple[int, str], Any]:
+    """Error responses of an operation; 401 and 403 apply to every endpoint.
+
+    Documented with the media type they are served as, ``application/problem+json``.
+    """
+    return {
+        (code, PROBLEM_CONTENT_TYPE): OpenApiResponse(ProblemSerializer, description=_DESCRIPTIONS[code])
+        for code in (401, 403, *codes)
+    }
 
 
 class TenantJWTScheme(OpenApiAuthenticationExtension):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -10,6 +11,7 @@ from django.utils.dateparse import parse_datetime
 from rest_framework import serializers
 
 MAX_JSON_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32
 
 
 class InputSerializer(serializers.Serializer):
@@ -26,19 +28,57 @@ class InputSerializer(serializers.Serializer):
         return super().to_internal_value(data)
 
 
+def _unstorable(value: Any, max_depth: int) -> str | None:
+    """Why PostgreSQL's jsonb would refuse ``value`` (or choke on it), as an error code; else None.
+
+    jsonb takes no NUL character and no unpaired surrogate (both valid in JSON text), JSON has
+    no NaN or infinity (``1e400`` reads as one), and a deep nesting overflows the recursion of
+    every encoder on the way. Walked without recursion, for the last reason.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                return "too_deep"
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                return "nul"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "surrogate"
+        elif isinstance(item, float) and not math.isfinite(item):
+            return "not_finite"
+    return None
+
+
 class JSONObjectField(serializers.JSONField):
-    """A JSON object (not a list or scalar) of bounded size."""
+    """A JSON object (not a list or scalar) of bounded size and depth that PostgreSQL can store."""
 
     default_error_messages = {
         "not_object": "Must be a JSON object.",
         "too_large": "Must serialise to at most {max_bytes} bytes of JSON.",
+        "too_deep": "Must not nest objects and lists more than {max_depth} levels deep.",
+        "nul": "Must not contain the NUL character (\\u0000).",
+        "surrogate": "Must not contain unpaired UTF-16 surrogates.",
+        "not_finite": "Numbers must be finite.",
     }
 
-    def __init__(self, *, max_bytes: int = MAX_JSON_BYTES, **kwargs: Any) -> None:
+    def __init__(self, *, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH, **kwargs: Any) -> None:
         self.max_bytes = max_bytes
+        self.max_depth = max_depth
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> Any:
+        problem = _unstorable(data, self.max_depth)
+        if problem:
+            self.fail(problem, max_depth=self.max_depth)
         value = super().to_internal_value(data)
         if not isinstance(value, dict):
             self.fail("not_object")
@@ -74,7 +114,7 @@ class TimeZoneField(serializers.CharField):
         value = super().to_internal_value(data)
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a directory
             self.fail("unknown", value=value)
         return value
 

@@ -8,7 +8,7 @@ tenant-scoped selector, so another tenant's id is a 404 and never leaks a row; i
 from __future__ import annotations
 
 import uuid
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from django.db.models import Model, QuerySet
 from rest_framework import serializers, viewsets
@@ -18,13 +18,14 @@ from rest_framework.request import Request
 from scheduler_project.api import scopes
 from scheduler_project.api.authentication import Principal
 
-PAGINATION_PARAMS = frozenset({"page", "page_size", "cursor"})
+PAGINATOR_PARAM_ATTRS = ("page_query_param", "page_size_query_param", "cursor_query_param")
+M = TypeVar("M", bound=Model)
 
 
-class TenantViewSet(viewsets.GenericViewSet):
+class TenantViewSet(viewsets.GenericViewSet, Generic[M]):
     required_scopes: ClassVar[dict[str, str]] = {"list": scopes.READ, "retrieve": scopes.READ}
 
-    def tenant_queryset(self, tenant_id: str) -> QuerySet[Any]:
+    def tenant_queryset(self, tenant_id: str) -> QuerySet[M]:
         """The tenant-scoped selector behind this view."""
         raise NotImplementedError
 
@@ -38,18 +39,19 @@ class TenantViewSet(viewsets.GenericViewSet):
     def tenant_id(self) -> str:
         return self.principal.tenant_id
 
-    def get_queryset(self) -> QuerySet[Any]:
-        if getattr(self, "swagger_fake_view", False):  # schema generation: no request principal
-            return self.queryset
+    def get_queryset(self) -> QuerySet[M]:
+        if getattr(self, "swagger_fake_view", False):
+            # Schema generation has no principal; no tenant has the empty id.
+            return self.tenant_queryset("")
         return self.tenant_queryset(self.tenant_id)
 
-    def get_object(self) -> Model:
+    def get_object(self) -> M:
         raw = self.kwargs[self.lookup_url_kwarg or self.lookup_field]
         try:
             uuid.UUID(str(raw))
         except ValueError:
             raise ValidationError({"id": [f"{raw!r} is not a valid UUID."]}) from None
-        return super().get_object()
+        return cast(M, super().get_object())
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
@@ -57,9 +59,13 @@ class TenantViewSet(viewsets.GenericViewSet):
             self._refuse_unknown_query_params(request)
 
     def _refuse_unknown_query_params(self, request: Request) -> None:
-        allowed = set(PAGINATION_PARAMS)
+        # Only the parameters of this list's paginator: ?page= on the (cursor-paginated) runs
+        # list would otherwise be dropped without a word.
+        paginator = self.paginator
+        allowed = {getattr(paginator, attr, None) for attr in PAGINATOR_PARAM_ATTRS} - {None}
         filterset_class = getattr(self, "filterset_class", None)
         if filterset_class is not None:
+            # One parameter per filter: no range filters, whose widgets would add suffixes.
             allowed |= set(filterset_class.base_filters)
         unknown = sorted(set(request.query_params) - allowed)
         if unknown:

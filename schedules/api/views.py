@@ -32,7 +32,7 @@ from schedules.models import Job, Schedule
         responses={200: JobOutputSerializer, **problems(400, 404, 413)},
     ),
 )
-class JobViewSet(TenantViewSet):
+class JobViewSet(TenantViewSet[Job]):
     """Jobs: what runs (the target), with what retries, limits and routing."""
 
     queryset = Job.objects.none()
@@ -90,7 +90,7 @@ class JobViewSet(TenantViewSet):
         responses={200: ScheduleOutputSerializer, **problems(400, 404)},
     ),
 )
-class ScheduleViewSet(TenantViewSet):
+class ScheduleViewSet(TenantViewSet[Schedule]):
     """Schedules: when a job fires, in which time zone and on which business calendar."""
 
     queryset = Schedule.objects.none()

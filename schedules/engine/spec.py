@@ -190,7 +190,7 @@ def parse_trigger(data: Any) -> Trigger:
     if version != SPEC_VERSION or isinstance(version, bool):
         errors.add("version", f"Unsupported trigger version {version!r}; this service reads version {SPEC_VERSION}.")
     kind = data.get("type")
-    if kind not in _PARSERS:
+    if not isinstance(kind, str) or kind not in _PARSERS:  # a list or object is unhashable
         choices = ", ".join(TRIGGER_TYPES)
         errors.add(
             "type", f"Must be one of {choices}; got {kind!r}." if kind is not None else "This field is required."

@@ -15,7 +15,7 @@ from workers.models import Worker, WorkerStatus
 
 
 class WorkerFilter(django_filters.FilterSet):
-    status = django_filters.MultipleChoiceFilter(choices=WorkerStatus.choices)
+    status = django_filters.MultipleChoiceFilter(choices=WorkerStatus.choices, distinct=False)
 
     class Meta:
         model = Worker
@@ -26,7 +26,7 @@ class WorkerFilter(django_filters.FilterSet):
     list=extend_schema(summary="List workers", responses={200: WorkerSerializer(many=True), **problems(400)}),
     retrieve=extend_schema(summary="Get a worker", responses={200: WorkerSerializer, **problems(400, 404)}),
 )
-class WorkerViewSet(TenantViewSet):
+class WorkerViewSet(TenantViewSet[Worker]):
     """The worker fleet as a tenant sees it: shared workers and its own dedicated ones."""
 
     queryset = Worker.objects.none()
