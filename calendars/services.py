@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from calendars.models import Calendar, CalendarDate, CalendarDateKind
 from calendars.sources import source_errors
 from scheduler_project.errors import Conflict, ValidationFailed
+from schedules.services import schedule_refresh_next_fire
 
 CustomDate = tuple[date, str]  # (date, name)
 
@@ -88,6 +89,10 @@ def calendar_update(*, calendar: Calendar, data: dict[str, Any]) -> Calendar:
         _replace_dates(calendar, CalendarDateKind.HOLIDAY, holidays)
     if working_days is not None:
         _replace_dates(calendar, CalendarDateKind.WORKING_DAY, working_days)
+    # Its schedules' next fire times depend on its days.
+    schedule_refresh_next_fire(
+        schedules=calendar.schedules.select_related("calendar").prefetch_related("calendar__dates")
+    )
     return calendar
 
 

@@ -159,6 +159,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RunStatus": "runs.models.RunStatus",
         "WorkerStatus": "workers.models.WorkerStatus",
+        "RunKind": "runs.models.RunKind",
+        "NonBusinessDayKind": "calendars.engine.Closure",
     },
 }
 

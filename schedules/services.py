@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -10,13 +11,16 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from calendars.engine import InvalidCalendar
 from calendars.models import Calendar
 from runs.targets.spec import InvalidTarget, parse_target
 from scheduler_project.errors import ValidationFailed
 from scheduler_project.events import event_record
+from schedules.engine.compose import build_trigger, first_fire
 from schedules.engine.errors import InvalidTrigger
-from schedules.engine.spec import dump_trigger, parse_trigger
+from schedules.engine.spec import OneShotSpec, dump_trigger, parse_trigger
 from schedules.models import BackoffStrategy, Job, Schedule
+from schedules.selectors import schedule_business_calendar, schedule_trigger
 
 _BACKOFF_FIELDS = {
     "strategy": "backoff_strategy",
@@ -167,6 +171,37 @@ def _resolve(schedule: Schedule, data: dict[str, Any]) -> None:
         errors["end_at"] = ["Must be later than start_at."]
     if errors:
         raise ValidationFailed(errors)
+    if schedule._state.adding or TIMING_FIELDS & set(data):
+        schedule.next_fire_at = _first_fire_or_fail(schedule)
+
+
+# Fields whose change moves the schedule's next fire time.
+TIMING_FIELDS = frozenset({"trigger", "timezone", "calendar", "calendar_policy", "start_at", "end_at"})
+
+
+def _first_fire_or_fail(schedule: Schedule) -> datetime:
+    """The schedule's first fire from now; a 400 naming the cause when there is none."""
+    now = timezone.now()
+    spec = parse_trigger(schedule.trigger)
+    created_at = schedule.created_at or now
+    try:
+        calendar = schedule_business_calendar(schedule)
+        trigger = schedule_trigger(schedule, calendar=calendar)
+        plain = build_trigger(spec, timezone=schedule.timezone)
+    except InvalidTrigger as exc:
+        raise ValidationFailed(_prefixed("trigger", exc.errors)) from None
+    except InvalidCalendar as exc:
+        raise ValidationFailed({"calendar": [str(exc)]}) from None
+    fire = first_fire(spec, trigger, now=now, created_at=created_at, start_at=schedule.start_at)
+    if fire is not None:
+        return fire.at
+    if first_fire(spec, plain, now=now, created_at=created_at) is None:
+        if isinstance(spec, OneShotSpec):
+            raise ValidationFailed({"trigger.run_at": [f"{spec.run_at} is in the past; a one-shot must lie ahead."]})
+        raise ValidationFailed({"trigger": ["The rule has no fire time after now (is its UNTIL or COUNT spent?)."]})
+    if schedule.end_at is not None:
+        raise ValidationFailed({"end_at": [f"No fire time between now and end_at {schedule.end_at.isoformat()}."]})
+    raise ValidationFailed({"calendar": ["Under this calendar and calendar_policy the rule never fires."]})
 
 
 @transaction.atomic
@@ -193,14 +228,38 @@ def schedule_update(*, schedule: Schedule, data: dict[str, Any]) -> Schedule:
 
 @transaction.atomic
 def schedule_set_enabled(*, schedule: Schedule, enabled: bool) -> Schedule:
-    """Pause or resume a schedule; a no-op (and no event) when it already is so."""
-    changed = Schedule.objects.filter(pk=schedule.pk, enabled=not enabled).update(
-        enabled=enabled, updated_at=timezone.now()
-    )
-    schedule = Schedule.objects.select_related("job", "calendar").get(pk=schedule.pk)
-    if changed:
-        _schedule_event(schedule, "enabled" if enabled else "disabled")
+    """Pause or resume a schedule; a no-op (and no event) when it already is so.
+
+    Resuming computes the next fire from now: slots that passed while paused are not fired.
+    """
+    schedule = Schedule.objects.select_for_update(of=("self",)).select_related("job", "calendar").get(pk=schedule.pk)
+    if schedule.enabled == enabled:
+        return schedule
+    schedule.enabled = enabled
+    if enabled:
+        schedule.next_fire_at = _next_fire(schedule, now=timezone.now())
+    schedule.save(update_fields=["enabled", "next_fire_at", "updated_at"])
+    _schedule_event(schedule, "enabled" if enabled else "disabled")
     return schedule
+
+
+def _next_fire(schedule: Schedule, *, now: datetime) -> datetime | None:
+    fire = first_fire(
+        parse_trigger(schedule.trigger),
+        schedule_trigger(schedule),
+        now=now,
+        created_at=schedule.created_at,
+        start_at=schedule.start_at,
+    )
+    return fire.at if fire else None
+
+
+def schedule_refresh_next_fire(*, schedules: Iterable[Schedule]) -> None:
+    """Recompute next_fire_at from now, e.g. after their calendar changed."""
+    now = timezone.now()
+    for schedule in schedules:
+        schedule.next_fire_at = _next_fire(schedule, now=now)
+        schedule.save(update_fields=["next_fire_at", "updated_at"])
 
 
 @transaction.atomic

@@ -1,16 +1,21 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from calendars.engine import MAX_RANGE_DAYS, Closure
 from calendars.models import Calendar, CalendarDateKind
-from scheduler_project.api.serializers import InputSerializer
+from scheduler_project.api.serializers import InputSerializer, QuerySerializer
 
 MAX_CUSTOM_DATES = 1000
+DEFAULT_RANGE_DAYS = 365  # the holidays list without `to`: a year ahead of `from`
 
 
 @extend_schema_field(
@@ -140,3 +145,65 @@ class CalendarOutputSerializer(serializers.ModelSerializer):
     @extend_schema_field(CustomDateOutputSerializer(many=True))
     def get_working_days(self, calendar: Calendar) -> list[dict[str, str]]:
         return self._dates(calendar, CalendarDateKind.WORKING_DAY)
+
+
+class HolidaysQuerySerializer(QuerySerializer):
+    """The query of ``GET /calendars/{id}/holidays``: an inclusive date range, both ends optional.
+
+    ``from`` and ``to`` are Python keywords, hence :meth:`get_fields` rather than class attributes.
+    """
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {
+            "from": serializers.DateField(
+                input_formats=["%Y-%m-%d"],
+                required=False,
+                help_text="First day, YYYY-MM-DD. Default: today in the service's DEFAULT_TZ.",
+            ),
+            "to": serializers.DateField(
+                input_formats=["%Y-%m-%d"],
+                required=False,
+                help_text=(
+                    f"Last day (included), YYYY-MM-DD. Default: `from` + {DEFAULT_RANGE_DAYS} days. "
+                    f"At most {MAX_RANGE_DAYS} days in all."
+                ),
+            ),
+        }
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        start: date = attrs.get("from") or timezone.localdate(timezone=ZoneInfo(settings.DEFAULT_TZ))
+        try:
+            end: date = attrs.get("to") or start + timedelta(days=DEFAULT_RANGE_DAYS)
+        except OverflowError:
+            end = date.max
+        if end < start:
+            raise serializers.ValidationError({"to": [f"Must not be before from ({start})."]})
+        if (end - start).days + 1 > MAX_RANGE_DAYS:
+            raise serializers.ValidationError(
+                {"to": [f"Must be at most {MAX_RANGE_DAYS - 1} days after from ({start}); the range is capped."]}
+            )
+        return {"from": start, "to": end}
+
+
+class NonBusinessDaySerializer(serializers.Serializer):
+    date = serializers.DateField(source="day")
+    reason = serializers.CharField(help_text='"Christmas Day", "Weekend (Saturday)", a custom holiday\'s name, ...')
+    kind = serializers.ChoiceField(
+        choices=[(kind.value, kind.value) for kind in Closure],
+        help_text=(
+            "HOLIDAY: of the calendar's country, subdivision or market; CUSTOM_HOLIDAY: one of the "
+            "calendar's own holidays; WEEKEND: a weekend day that is no holiday."
+        ),
+    )
+
+
+class CalendarHolidaysSerializer(serializers.Serializer):
+    """The non-working days of a calendar in a date range."""
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        return {
+            "calendar": serializers.UUIDField(),
+            "from": serializers.DateField(),
+            "to": serializers.DateField(),
+            "days": NonBusinessDaySerializer(many=True),
+        }

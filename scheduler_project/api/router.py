@@ -6,7 +6,7 @@ from rest_framework.routers import SimpleRouter
 
 from calendars.api.views import CalendarViewSet
 from runs.api.views import RunViewSet
-from schedules.api.views import JobViewSet, ScheduleViewSet
+from schedules.api.views import JobViewSet, ScheduleViewSet, TriggerViewSet
 from workers.api.views import WorkerViewSet
 
 
@@ -19,6 +19,7 @@ class OptionalSlashRouter(SimpleRouter):
 router = OptionalSlashRouter()
 router.register("jobs", JobViewSet, basename="job")
 router.register("schedules", ScheduleViewSet, basename="schedule")
+router.register("triggers", TriggerViewSet, basename="trigger")
 router.register("runs", RunViewSet, basename="run")
 router.register("calendars", CalendarViewSet, basename="calendar")
 router.register("workers", WorkerViewSet, basename="worker")

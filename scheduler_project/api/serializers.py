@@ -124,3 +124,17 @@ class StringListField(serializers.ListField):
         kwargs.setdefault("child", serializers.CharField(max_length=max_length))
         kwargs.setdefault("max_length", max_items)
         super().__init__(**kwargs)
+
+
+class QuerySerializer(InputSerializer):
+    """Validates a query string: unknown parameters are refused, and so is one given twice
+    (a second ``count=`` would otherwise win quietly). Build it with :meth:`from_query`."""
+
+    @classmethod
+    def from_query(cls, query: Any) -> Any:
+        repeated = {name: ["Give this parameter once."] for name, values in query.lists() if len(values) > 1}
+        if repeated:
+            raise serializers.ValidationError(repeated)
+        serializer = cls(data={name: query[name] for name in query})
+        serializer.is_valid(raise_exception=True)
+        return serializer

@@ -4,10 +4,13 @@ from typing import Any
 
 from rest_framework import serializers
 
+from calendars.api.serializers import CalendarInputSerializer
+from calendars.sources import source_errors
 from scheduler_project.api.serializers import (
     AwareDateTimeField,
     InputSerializer,
     JSONObjectField,
+    QuerySerializer,
     StringListField,
     TimeZoneField,
 )
@@ -148,3 +151,55 @@ class ScheduleOutputSerializer(serializers.ModelSerializer):
             "created_at",
             "updated_at",
         ]
+
+
+MAX_PREVIEW = 1000
+
+
+class PreviewQuerySerializer(QuerySerializer):
+    count = serializers.IntegerField(min_value=1, max_value=MAX_PREVIEW, required=False, default=10)
+    after = AwareDateTimeField(required=False, help_text="Fire times after this instant. Default: now.")
+
+
+class InlineCalendarSerializer(CalendarInputSerializer):
+    """A calendar given in place: the fields of POST /calendars without a name."""
+
+    name = None  # type: ignore[assignment]
+    description = None  # type: ignore[assignment]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        errors = source_errors(
+            country=attrs.get("country", ""), subdivision=attrs.get("subdivision", ""), market=attrs.get("market", "")
+        )
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class TriggerPreviewSerializer(InputSerializer):
+    trigger = TriggerField(max_bytes=32 * 1024)
+    timezone = TimeZoneField(required=False, help_text="IANA time zone; default: the service's DEFAULT_TZ.")
+    calendar = InlineCalendarSerializer(required=False, allow_null=True)
+    calendar_id = serializers.UUIDField(required=False, allow_null=True, help_text="Instead of `calendar`.")
+    calendar_policy = serializers.ChoiceField(choices=CalendarPolicy.choices, required=False, default="SKIP")
+    start_at = AwareDateTimeField(required=False, allow_null=True)
+    end_at = AwareDateTimeField(required=False, allow_null=True)
+    after = AwareDateTimeField(required=False, help_text="Fire times after this instant. Default: now.")
+    count = serializers.IntegerField(min_value=1, max_value=MAX_PREVIEW, required=False, default=10)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("calendar") and attrs.get("calendar_id"):
+            raise serializers.ValidationError({"calendar_id": ["Give `calendar` or `calendar_id`, not both."]})
+        return attrs
+
+
+class FireDetailSerializer(serializers.Serializer):
+    fire_time = serializers.DateTimeField(help_text="ISO 8601 with the local offset.")
+    kind = serializers.ChoiceField(choices=["DST_GAP", "CALENDAR_SHIFT"])
+    moved_from = serializers.CharField(help_text="The day (or wall time) the rule alone gives.")
+    message = serializers.CharField()
+
+
+class PreviewSerializer(serializers.Serializer):
+    fire_times = serializers.ListField(child=serializers.CharField(), help_text="ISO 8601 with the local offset.")
+    details = FireDetailSerializer(many=True, help_text="One entry per fire time that was moved, and why.")

@@ -1,22 +1,40 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
 from django.db.models import QuerySet
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from calendars.engine import BusinessCalendar, InvalidCalendar
+from calendars.models import Calendar
+from calendars.selectors import calendar_business_calendar
 from scheduler_project.api import scopes
 from scheduler_project.api.schema import problems
 from scheduler_project.api.viewsets import TenantViewSet
+from scheduler_project.errors import ValidationFailed
 from schedules import selectors, services
 from schedules.api.serializers import (
     JobInputSerializer,
     JobOutputSerializer,
+    PreviewQuerySerializer,
+    PreviewSerializer,
     ScheduleInputSerializer,
     ScheduleOutputSerializer,
+    TriggerPreviewSerializer,
 )
+from schedules.engine.base import Trigger, fires
+from schedules.engine.compose import build_trigger
+from schedules.engine.errors import InvalidTrigger
+from schedules.engine.spec import parse_trigger
 from schedules.models import Job, Schedule
 
 
@@ -77,6 +95,13 @@ class JobViewSet(TenantViewSet[Job]):
     destroy=extend_schema(
         summary="Delete a schedule (its runs stay, detached)", responses={204: None, **problems(400, 404)}
     ),
+    preview=extend_schema(
+        summary="The schedule's next fire times",
+        description="What the beat will fire, computed by the same engine: DST and calendar moves explained.",
+        operation_id="schedules_preview",
+        parameters=[PreviewQuerySerializer],
+        responses={200: PreviewSerializer, **problems(400, 404)},
+    ),
     enable=extend_schema(
         summary="Resume a schedule",
         operation_id="schedules_enable",
@@ -98,6 +123,7 @@ class ScheduleViewSet(TenantViewSet[Schedule]):
     required_scopes = {
         "list": scopes.READ,
         "retrieve": scopes.READ,
+        "preview": scopes.READ,
         "enable": scopes.OPERATE,
         "disable": scopes.OPERATE,
     }  # create, change, delete: admin
@@ -127,6 +153,14 @@ class ScheduleViewSet(TenantViewSet[Schedule]):
         services.schedule_delete(schedule=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @action(detail=True, methods=["get"])
+    def preview(self, request: Request, pk: str) -> Response:
+        query = PreviewQuerySerializer.from_query(request.query_params).validated_data
+        schedule = self.get_object()
+        trigger = _engine_call(lambda: selectors.schedule_trigger(schedule))
+        after = query.get("after") or timezone.now()
+        return Response(_preview(trigger, schedule.timezone, after, query["count"]))
+
     @action(detail=True, methods=["post"])
     def enable(self, request: Request, pk: str) -> Response:
         schedule = services.schedule_set_enabled(schedule=self.get_object(), enabled=True)
@@ -136,3 +170,95 @@ class ScheduleViewSet(TenantViewSet[Schedule]):
     def disable(self, request: Request, pk: str) -> Response:
         schedule = services.schedule_set_enabled(schedule=self.get_object(), enabled=False)
         return Response(ScheduleOutputSerializer(schedule).data)
+
+
+def _engine_call(build: Callable[[], Trigger]) -> Trigger:
+    """Build a trigger, turning the engine's refusals into 400s on the right fields."""
+    try:
+        return build()
+    except InvalidTrigger as exc:
+        raise ValidationFailed({f"trigger.{k}" if k else "trigger": v for k, v in exc.errors.items()}) from None
+    except InvalidCalendar as exc:
+        raise ValidationFailed({"calendar": [str(exc)]}) from None
+
+
+def _preview(trigger: Trigger, timezone_name: str, after: datetime, count: int) -> dict[str, Any]:
+    tz = ZoneInfo(timezone_name)
+    upcoming = fires(trigger, after, count)
+    return {
+        "fire_times": [fire.at.astimezone(tz).isoformat() for fire in upcoming],
+        "details": [
+            {
+                "fire_time": fire.at.astimezone(tz).isoformat(),
+                "kind": fire.kind,
+                "moved_from": fire.moved_from,
+                "message": fire.note,
+            }
+            for fire in upcoming
+            if fire.kind
+        ],
+    }
+
+
+@extend_schema_view(
+    preview=extend_schema(
+        summary="Preview a trigger before saving it",
+        description=(
+            "The next `count` fire times of a trigger in a time zone, optionally on a calendar "
+            "(inline or `calendar_id`) with a calendar policy. FIXED_DELAY previews as if each run "
+            "finished the moment it started."
+        ),
+        operation_id="triggers_preview",
+        request=TriggerPreviewSerializer,
+        responses={200: PreviewSerializer, **problems(400, 413)},
+    ),
+)
+class TriggerViewSet(TenantViewSet[Schedule]):
+    """Triggers on their own, before any schedule uses them."""
+
+    queryset = Schedule.objects.none()
+    required_scopes = {"preview": scopes.READ}
+
+    def tenant_queryset(self, tenant_id: str) -> QuerySet[Schedule]:
+        return selectors.schedule_list(tenant_id=tenant_id)
+
+    @action(detail=False, methods=["post"])
+    def preview(self, request: Request) -> Response:
+        data = self.validated(TriggerPreviewSerializer, request.data)
+        timezone_name = data.get("timezone") or settings.DEFAULT_TZ
+        calendar: BusinessCalendar | None = None
+        if data.get("calendar_id"):
+            row = Calendar.objects.filter(tenant_id=self.tenant_id, pk=data["calendar_id"]).first()
+            if row is None:
+                raise ValidationFailed({"calendar_id": [f"No calendar {data['calendar_id']} in this tenant."]})
+            calendar = _engine_calendar(lambda: calendar_business_calendar(calendar=row))
+        elif data.get("calendar"):
+            rules = data["calendar"]
+            calendar = _engine_calendar(
+                lambda: BusinessCalendar(
+                    country=rules.get("country", ""),
+                    subdivision=rules.get("subdivision", ""),
+                    market=rules.get("market", ""),
+                    weekend=frozenset(rules.get("weekend", (5, 6))),
+                    holidays=dict(rules.get("holidays", [])),
+                    working_days=frozenset(day for day, _ in rules.get("working_days", [])),
+                )
+            )
+        trigger = _engine_call(
+            lambda: build_trigger(
+                parse_trigger(data["trigger"]),
+                timezone=timezone_name,
+                calendar=calendar,
+                calendar_policy=data["calendar_policy"],
+                start_at=data.get("start_at"),
+                end_at=data.get("end_at"),
+            )
+        )
+        return Response(_preview(trigger, timezone_name, data.get("after") or timezone.now(), data["count"]))
+
+
+def _engine_calendar(build: Callable[[], BusinessCalendar]) -> BusinessCalendar:
+    try:
+        return build()
+    except InvalidCalendar as exc:
+        raise ValidationFailed({f"calendar.{k}": v for k, v in exc.errors.items()}) from None

@@ -11,6 +11,7 @@ Stored form::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +20,7 @@ from typing import Any
 from schedules.engine.errors import InvalidTrigger
 
 SPEC_VERSION = 1
-TRIGGER_TYPES = ("CRON", "RRULE", "FIXED_DELAY", "ONE_SHOT")
+TRIGGER_TYPES = ("CRON", "RRULE", "FIXED_DELAY", "ONE_SHOT", "BUSINESS_DAY")
 # A fixed delay longer than a year is almost certainly a unit mistake.
 MAX_DELAY_SECONDS = 366 * 24 * 3600
 MAX_TEXT = 4096
@@ -27,13 +28,13 @@ MAX_DATES = 1000
 
 
 @dataclass(frozen=True)
-class CronTrigger:
+class CronSpec:
     expression: str
     type: str = field(default="CRON", init=False)
 
 
 @dataclass(frozen=True)
-class RRuleTrigger:
+class RRuleSpec:
     rrule: str
     dtstart: str | None = None
     rdate: tuple[str, ...] = ()
@@ -42,18 +43,26 @@ class RRuleTrigger:
 
 
 @dataclass(frozen=True)
-class FixedDelayTrigger:
+class FixedDelaySpec:
     delay_seconds: int
     type: str = field(default="FIXED_DELAY", init=False)
 
 
 @dataclass(frozen=True)
-class OneShotTrigger:
+class OneShotSpec:
     run_at: str
     type: str = field(default="ONE_SHOT", init=False)
 
 
-Trigger = CronTrigger | RRuleTrigger | FixedDelayTrigger | OneShotTrigger
+@dataclass(frozen=True)
+class BusinessDaySpec:
+    day: int
+    at: str
+    months: tuple[int, ...] = tuple(range(1, 13))
+    type: str = field(default="BUSINESS_DAY", init=False)
+
+
+TriggerSpec = CronSpec | RRuleSpec | FixedDelaySpec | OneShotSpec | BusinessDaySpec
 
 
 class _Errors:
@@ -120,7 +129,7 @@ def _date_list(data: Mapping[str, Any], name: str, errors: _Errors) -> tuple[str
     return tuple(dates)
 
 
-def _parse_cron(data: Mapping[str, Any], errors: _Errors) -> CronTrigger | None:
+def _parse_cron(data: Mapping[str, Any], errors: _Errors) -> CronSpec | None:
     expression = _text(data, "expression", errors)
     if expression is None:
         return None
@@ -132,10 +141,10 @@ def _parse_cron(data: Mapping[str, Any], errors: _Errors) -> CronTrigger | None:
             f"first; got {len(fields)}.",
         )
         return None
-    return CronTrigger(expression=" ".join(fields))
+    return CronSpec(expression=" ".join(fields))
 
 
-def _parse_rrule(data: Mapping[str, Any], errors: _Errors) -> RRuleTrigger | None:
+def _parse_rrule(data: Mapping[str, Any], errors: _Errors) -> RRuleSpec | None:
     rule = _text(data, "rrule", errors)
     dtstart = _text(data, "dtstart", errors, required=False)
     if dtstart is not None:
@@ -147,10 +156,10 @@ def _parse_rrule(data: Mapping[str, Any], errors: _Errors) -> RRuleTrigger | Non
     if dtstart is None and "dtstart" not in errors.errors and "DTSTART" not in rule.upper():
         errors.add("dtstart", "Required unless the rrule block carries a DTSTART line.")
         return None
-    return RRuleTrigger(rrule=rule, dtstart=dtstart, rdate=rdate, exdate=exdate)
+    return RRuleSpec(rrule=rule, dtstart=dtstart, rdate=rdate, exdate=exdate)
 
 
-def _parse_fixed_delay(data: Mapping[str, Any], errors: _Errors) -> FixedDelayTrigger | None:
+def _parse_fixed_delay(data: Mapping[str, Any], errors: _Errors) -> FixedDelaySpec | None:
     value = data.get("delay_seconds")
     if value is None:
         errors.add("delay_seconds", "This field is required.")
@@ -161,26 +170,52 @@ def _parse_fixed_delay(data: Mapping[str, Any], errors: _Errors) -> FixedDelayTr
     if not 1 <= value <= MAX_DELAY_SECONDS:
         errors.add("delay_seconds", f"Must be between 1 and {MAX_DELAY_SECONDS} seconds.")
         return None
-    return FixedDelayTrigger(delay_seconds=value)
+    return FixedDelaySpec(delay_seconds=value)
 
 
-def _parse_one_shot(data: Mapping[str, Any], errors: _Errors) -> OneShotTrigger | None:
+def _parse_one_shot(data: Mapping[str, Any], errors: _Errors) -> OneShotSpec | None:
     run_at = _text(data, "run_at", errors)
     if run_at is None:
         return None
     checked = _iso_datetime(run_at, "run_at", errors, offset="optional")
-    return OneShotTrigger(run_at=checked) if checked else None
+    return OneShotSpec(run_at=checked) if checked else None
 
 
-_PARSERS: dict[str, tuple[Callable[[Mapping[str, Any], _Errors], Trigger | None], frozenset[str]]] = {
+_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(:([0-5]\d))?$")
+
+
+def _parse_business_day(data: Mapping[str, Any], errors: _Errors) -> BusinessDaySpec | None:
+    day, at, months = data.get("day"), data.get("at"), data.get("months", list(range(1, 13)))
+    ok = True
+    if isinstance(day, bool) or not isinstance(day, int) or day == 0 or not -23 <= day <= 23:
+        errors.add("day", "Must be an integer 1..23 (n-th business day of the month) or -1..-23 (from its end).")
+        ok = False
+    if not isinstance(at, str) or not _TIME.match(at):
+        errors.add("at", "Must be a local wall time HH:MM or HH:MM:SS, e.g. 09:00.")
+        ok = False
+    if (
+        not isinstance(months, list)
+        or not months
+        or any(isinstance(m, bool) or not isinstance(m, int) or not 1 <= m <= 12 for m in months)
+        or len(set(months)) != len(months)
+    ):
+        errors.add("months", "Must be a non-empty list of distinct month numbers 1..12.")
+        ok = False
+    if not ok or not isinstance(day, int) or not isinstance(at, str):
+        return None
+    return BusinessDaySpec(day=day, at=at, months=tuple(sorted(months)))
+
+
+_PARSERS: dict[str, tuple[Callable[[Mapping[str, Any], _Errors], TriggerSpec | None], frozenset[str]]] = {
     "CRON": (_parse_cron, frozenset({"expression"})),
     "RRULE": (_parse_rrule, frozenset({"rrule", "dtstart", "rdate", "exdate"})),
     "FIXED_DELAY": (_parse_fixed_delay, frozenset({"delay_seconds"})),
     "ONE_SHOT": (_parse_one_shot, frozenset({"run_at"})),
+    "BUSINESS_DAY": (_parse_business_day, frozenset({"day", "at", "months"})),
 }
 
 
-def parse_trigger(data: Any) -> Trigger:
+def parse_trigger(data: Any) -> TriggerSpec:
     """Build a trigger from its JSON document; raise :class:`InvalidTrigger` with every problem."""
     errors = _Errors()
     if not isinstance(data, Mapping):
@@ -205,19 +240,21 @@ def parse_trigger(data: Any) -> Trigger:
     return trigger
 
 
-def dump_trigger(trigger: Trigger) -> dict[str, Any]:
+def dump_trigger(trigger: TriggerSpec) -> dict[str, Any]:
     """The stored (and API) form of a trigger, with its spec version."""
     document: dict[str, Any] = {"version": SPEC_VERSION, "type": trigger.type}
-    if isinstance(trigger, CronTrigger):
+    if isinstance(trigger, CronSpec):
         document["expression"] = trigger.expression
-    elif isinstance(trigger, RRuleTrigger):
+    elif isinstance(trigger, RRuleSpec):
         document["rrule"] = trigger.rrule
         if trigger.dtstart is not None:
             document["dtstart"] = trigger.dtstart
         document["rdate"] = list(trigger.rdate)
         document["exdate"] = list(trigger.exdate)
-    elif isinstance(trigger, FixedDelayTrigger):
+    elif isinstance(trigger, FixedDelaySpec):
         document["delay_seconds"] = trigger.delay_seconds
-    else:
+    elif isinstance(trigger, OneShotSpec):
         document["run_at"] = trigger.run_at
+    else:
+        document.update(day=trigger.day, at=trigger.at, months=list(trigger.months))
     return document

@@ -824,6 +824,7 @@ BAD_ID_REQUESTS: dict[str, tuple[str, str]] = {
     "get_calendar": ("GET", "/api/v1/calendars/{id}"),
     "patch_calendar": ("PATCH", "/api/v1/calendars/{id}"),
     "delete_calendar": ("DELETE", "/api/v1/calendars/{id}"),
+    "calendar_holidays": ("GET", "/api/v1/calendars/{id}/holidays"),
     "get_run": ("GET", "/api/v1/runs/{id}"),
     "get_worker": ("GET", "/api/v1/workers/{id}"),
 }

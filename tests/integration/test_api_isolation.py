@@ -154,6 +154,22 @@ ENDPOINTS = [
         make=lambda t: ScheduleFactory(tenant_id=t),
         still_there=_schedule_unchanged,
     ),
+    Endpoint(
+        "schedules-preview",
+        "get",
+        "/api/v1/schedules/{id}/preview",
+        scopes.READ,
+        200,
+        make=lambda t: ScheduleFactory(tenant_id=t),
+    ),
+    Endpoint(
+        "triggers-preview",
+        "post",
+        "/api/v1/triggers/preview",
+        scopes.READ,
+        200,
+        body=lambda t: {"trigger": {"type": "CRON", "expression": "0 2 * * *"}, "count": 3},
+    ),
     Endpoint("runs-list", "get", "/api/v1/runs", scopes.READ, 200),
     Endpoint("runs-retrieve", "get", "/api/v1/runs/{id}", scopes.READ, 200, make=lambda t: RunFactory(tenant_id=t)),
     Endpoint("calendars-list", "get", "/api/v1/calendars", scopes.READ, 200),
@@ -184,6 +200,15 @@ ENDPOINTS = [
         204,
         make=lambda t: CalendarFactory(tenant_id=t),
         still_there=_calendar_unchanged,
+    ),
+    Endpoint(
+        "calendars-holidays",
+        "get",
+        "/api/v1/calendars/{id}/holidays",
+        scopes.READ,
+        200,
+        make=lambda t: CalendarFactory(tenant_id=t),
+        body=lambda t: {"from": "2027-12-01", "to": "2027-12-31"},  # a GET's body is its query
     ),
     Endpoint("workers-list", "get", "/api/v1/workers", scopes.READ, 200),
     Endpoint("workers-retrieve", "get", "/api/v1/workers/{id}", scopes.READ, 200, make=_dedicated_worker),
@@ -327,4 +352,4 @@ def test_suite_covers_every_endpoint() -> None:
     walked = {e.id for e in ENDPOINTS}
     assert served == walked
     for endpoint in ENDPOINTS:
-        assert re.fullmatch(r"/api/v1/[a-z]+(/\{id\}(/[a-z]+)?)?", endpoint.path)
+        assert re.fullmatch(r"/api/v1/[a-z]+(/\{id\})?(/[a-z]+)?", endpoint.path)

@@ -7,7 +7,13 @@ import sys
 
 from scheduler_project.config import BASE_DIR
 
-ENGINE_MODULES = ["schedules.engine.spec", "schedules.engine.errors", "runs.targets.spec", "calendars.sources"]
+ENGINE_MODULES = [
+    "schedules.engine.spec",
+    "schedules.engine.errors",
+    "runs.targets.spec",
+    "calendars.sources",
+    "calendars.engine",
+]
 
 
 def test_engine_loads_without_django_or_celery() -> None:

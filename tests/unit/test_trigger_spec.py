@@ -11,17 +11,17 @@ from hypothesis import strategies as st
 from schedules.engine.errors import InvalidTrigger
 from schedules.engine.spec import (
     SPEC_VERSION,
-    CronTrigger,
-    FixedDelayTrigger,
-    OneShotTrigger,
-    RRuleTrigger,
+    CronSpec,
+    FixedDelaySpec,
+    OneShotSpec,
+    RRuleSpec,
     dump_trigger,
     parse_trigger,
 )
 
 VALID = [
-    ({"type": "CRON", "expression": "0 2 * * *"}, CronTrigger("0 2 * * *")),
-    ({"type": "CRON", "expression": "  */30   * * * * * "}, CronTrigger("*/30 * * * * *")),
+    ({"type": "CRON", "expression": "0 2 * * *"}, CronSpec("0 2 * * *")),
+    ({"type": "CRON", "expression": "  */30   * * * * * "}, CronSpec("*/30 * * * * *")),
     (
         {
             "type": "RRULE",
@@ -30,18 +30,16 @@ VALID = [
             "exdate": ["2027-06-30T18:00:00"],
             "rdate": [],
         },
-        RRuleTrigger(
-            "FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1", "2027-01-01T18:00:00", (), ("2027-06-30T18:00:00",)
-        ),
+        RRuleSpec("FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1", "2027-01-01T18:00:00", (), ("2027-06-30T18:00:00",)),
     ),
     (
         {"type": "RRULE", "rrule": "DTSTART;TZID=Europe/Berlin:20270101T090000\nRRULE:FREQ=DAILY"},
-        RRuleTrigger("DTSTART;TZID=Europe/Berlin:20270101T090000\nRRULE:FREQ=DAILY"),
+        RRuleSpec("DTSTART;TZID=Europe/Berlin:20270101T090000\nRRULE:FREQ=DAILY"),
     ),
-    ({"type": "FIXED_DELAY", "delay_seconds": 21600}, FixedDelayTrigger(21600)),
-    ({"type": "ONE_SHOT", "run_at": "2027-03-01T09:00:00+01:00"}, OneShotTrigger("2027-03-01T09:00:00+01:00")),
-    ({"type": "ONE_SHOT", "run_at": "2027-03-01T09:00:00"}, OneShotTrigger("2027-03-01T09:00:00")),
-    ({"version": 1, "type": "CRON", "expression": "0 2 * * *"}, CronTrigger("0 2 * * *")),
+    ({"type": "FIXED_DELAY", "delay_seconds": 21600}, FixedDelaySpec(21600)),
+    ({"type": "ONE_SHOT", "run_at": "2027-03-01T09:00:00+01:00"}, OneShotSpec("2027-03-01T09:00:00+01:00")),
+    ({"type": "ONE_SHOT", "run_at": "2027-03-01T09:00:00"}, OneShotSpec("2027-03-01T09:00:00")),
+    ({"version": 1, "type": "CRON", "expression": "0 2 * * *"}, CronSpec("0 2 * * *")),
 ]
 
 
@@ -110,16 +108,16 @@ def test_every_problem_is_reported_at_once() -> None:
 
 local_datetimes = st.datetimes().map(lambda d: d.replace(microsecond=0).isoformat())
 triggers = st.one_of(
-    st.builds(CronTrigger, st.sampled_from(["0 2 * * *", "*/5 * * * *", "0 0 9 * * MON-FRI"])),
+    st.builds(CronSpec, st.sampled_from(["0 2 * * *", "*/5 * * * *", "0 0 9 * * MON-FRI"])),
     st.builds(
-        RRuleTrigger,
+        RRuleSpec,
         st.sampled_from(["FREQ=DAILY", "FREQ=WEEKLY;BYDAY=MO", "FREQ=MONTHLY;BYMONTHDAY=-1"]),
         local_datetimes,
         st.lists(local_datetimes, max_size=3).map(tuple),
         st.lists(local_datetimes, max_size=3).map(tuple),
     ),
-    st.builds(FixedDelayTrigger, st.integers(min_value=1, max_value=366 * 86400)),
-    st.builds(OneShotTrigger, local_datetimes),
+    st.builds(FixedDelaySpec, st.integers(min_value=1, max_value=366 * 86400)),
+    st.builds(OneShotSpec, local_datetimes),
 )
 
 

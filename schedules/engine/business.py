@@ -1,0 +1,198 @@
+"""Business days: calendar policies around any trigger, business-day positions, and bounds.
+
+A calendar policy decides what happens to a fire that falls on a non-business day (a weekend
+day, a holiday of the calendar's country or market, a custom holiday):
+
+- ``SKIP``: it does not fire;
+- ``NEXT_BUSINESS_DAY`` / ``PREVIOUS_BUSINESS_DAY``: it fires at the same local wall time on
+  the next / previous business day. Several fires that land on the same instant fire once, so
+  fire times stay strictly increasing and never repeat; a fire that would move to before the
+  instant the search starts from is dropped (it belongs to the past).
+
+``BusinessDayTrigger`` fires on the n-th business day of a month ("the 3rd business day",
+``day: 3``) or the n-th from its end ("the last business day", ``day: -1``), something no
+cron or RRULE can say, because holidays are not in their vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from schedules.engine.base import Fire, Trigger
+from schedules.engine.errors import InvalidTrigger
+from schedules.engine.zones import WallTime, classify, require_aware, resolve_rfc5545, to_local
+
+POLICIES = ("SKIP", "NEXT_BUSINESS_DAY", "PREVIOUS_BUSINESS_DAY")
+# How many business days (or fires, for SKIP) a search walks before it calls a rule spent.
+MAX_BUSINESS_DAYS = 800
+MAX_SKIPPED_FIRES = 100_000
+
+
+class BusinessDays(Protocol):
+    """What the engine needs of a business calendar (calendars.engine.BusinessCalendar)."""
+
+    def is_business_day(self, day: date) -> bool: ...
+
+    def non_business_reason(self, day: date) -> str | None: ...
+
+    def next_business_day(self, day: date) -> date: ...
+
+    def previous_business_day(self, day: date) -> date: ...
+
+    def nth_business_day(self, year: int, month: int, n: int) -> date | None: ...
+
+
+def _wall_fire(day: date, wall: time, tz: ZoneInfo, timezone: str) -> Fire:
+    local = datetime.combine(day, wall)
+    at = resolve_rfc5545(local, tz)
+    if classify(local, tz) is WallTime.GAP:
+        note = (
+            f"{local:%H:%M} does not exist on {day} in {timezone} (DST gap); read with the offset "
+            f"from before the gap, {at.astimezone(tz):%H:%M}."
+        )
+        return Fire(at, note=note, kind="DST_GAP", moved_from=local.isoformat())
+    return Fire(at)
+
+
+@dataclass(frozen=True)
+class CalendarPolicyTrigger:
+    """``inner``'s fires, kept off the calendar's non-business days by ``policy``."""
+
+    inner: Trigger
+    calendar: BusinessDays
+    policy: str
+    timezone: str
+    _tz: ZoneInfo = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.policy not in POLICIES:
+            raise ValueError(f"unknown calendar policy {self.policy!r}")
+        object.__setattr__(self, "_tz", ZoneInfo(self.timezone))
+
+    def next_fire(self, after: datetime) -> Fire | None:
+        require_aware(after, "after")
+        if self.policy == "SKIP":
+            return self._next_skipping(after)
+        return self._next_shifted(after)
+
+    def _day_start(self, day: date) -> datetime:
+        """Just before the first instant of a local day, as an ``after`` for the inner trigger."""
+        return resolve_rfc5545(datetime.combine(day, time.min), self._tz) - timedelta(microseconds=1)
+
+    def _next_skipping(self, after: datetime) -> Fire | None:
+        for _ in range(MAX_SKIPPED_FIRES):
+            fire = self.inner.next_fire(after)
+            if fire is None:
+                return None
+            day = to_local(fire.at, self._tz).date()
+            if self.calendar.is_business_day(day):
+                return fire
+            after = max(fire.at, self._day_start(day + timedelta(days=1)))  # the rest of that day is off too
+        return None
+
+    def _next_shifted(self, after: datetime) -> Fire | None:
+        """Walk business days B from the day of ``after``; the fires landing on B are B's own and
+        those moved to B from the non-business days beside it."""
+        forward = self.policy == "NEXT_BUSINESS_DAY"
+        day = to_local(after, self._tz).date()
+        target = day if self.calendar.is_business_day(day) else self.calendar.next_business_day(day)
+        for _ in range(MAX_BUSINESS_DAYS):
+            if forward:  # the non-business days just before B move forward to it
+                first = self.calendar.previous_business_day(target) + timedelta(days=1)
+                moved_days = [first + timedelta(days=n) for n in range((target - first).days)]
+            else:  # the non-business days just after B move back to it
+                last = self.calendar.next_business_day(target)
+                moved_days = [target + timedelta(days=n) for n in range(1, (last - target).days)]
+            fire = self._first_landing(target, moved_days, after)
+            if fire is not None:
+                return fire
+            if self.inner.next_fire(self._day_start(max([target, *moved_days]) + timedelta(days=1))) is None:
+                return None  # the inner trigger is spent
+            target = self.calendar.next_business_day(target)
+        return None
+
+    def _first_landing(self, target: date, moved_days: list[date], after: datetime) -> Fire | None:
+        """The earliest fire after ``after`` that lands on ``target``: one inner search for the
+        target's own fires and one per moved day, whatever the inner trigger's frequency."""
+        local_after = to_local(after, self._tz)
+        landing: list[Fire] = []
+        own = self.inner.next_fire(max(after, self._day_start(target)))
+        if own is not None and to_local(own.at, self._tz).date() == target:
+            landing.append(own)
+        direction = "next" if self.policy == "NEXT_BUSINESS_DAY" else "previous"
+        for day in moved_days:
+            # On the day of `after` itself only wall times later than it can still land later.
+            since = self._day_start(day)
+            if target == local_after.date():
+                since = max(since, resolve_rfc5545(datetime.combine(day, local_after.time()), self._tz))
+            fire = self.inner.next_fire(since)
+            if fire is None or to_local(fire.at, self._tz).date() != day:
+                continue
+            moved = _wall_fire(target, to_local(fire.at, self._tz).time(), self._tz, self.timezone)
+            if moved.at > after:
+                reason = self.calendar.non_business_reason(day) or "not a business day"
+                landing.append(
+                    Fire(
+                        moved.at,
+                        note=f"Moved from {day} ({reason}) to the {direction} business day {target}.",
+                        kind="CALENDAR_SHIFT",
+                        moved_from=day.isoformat(),
+                    )
+                )
+        return min(landing, key=lambda fire: (fire.at, fire.kind != "")) if landing else None
+
+
+@dataclass(frozen=True)
+class BusinessDayTrigger:
+    """Fires at ``at`` (local wall time) on the ``day``-th business day of each month in
+    ``months``: ``day=3`` the third, ``day=-1`` the last, ``day=-2`` the one before it.
+
+    A wall time in a DST gap is read as RFC 5545 does (the offset from before the gap).
+    """
+
+    day: int
+    at: time
+    timezone: str
+    calendar: BusinessDays
+    months: tuple[int, ...] = tuple(range(1, 13))
+    _tz: ZoneInfo = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.day == 0 or not -23 <= self.day <= 23:
+            raise InvalidTrigger({"day": ["Must be 1..23 (from the month's start) or -1..-23 (from its end)."]})
+        object.__setattr__(self, "_tz", ZoneInfo(self.timezone))
+
+    def next_fire(self, after: datetime) -> Fire | None:
+        require_aware(after, "after")
+        local = to_local(after, self._tz)
+        year, month = local.year, local.month
+        for _ in range(12 * 30):  # thirty years of months: a position that exists shows up
+            if month in self.months:
+                day = self.calendar.nth_business_day(year, month, self.day)
+                if day is not None:
+                    fire = _wall_fire(day, self.at, self._tz, self.timezone)
+                    if fire.at > after:
+                        return fire
+            year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        return None
+
+
+@dataclass(frozen=True)
+class BoundedTrigger:
+    """``inner``'s fires from ``start_at`` (inclusive) up to ``end_at`` (inclusive)."""
+
+    inner: Trigger
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+
+    def next_fire(self, after: datetime) -> Fire | None:
+        require_aware(after, "after")
+        if self.start_at is not None and after < self.start_at:
+            after = self.start_at - timedelta(microseconds=1)
+        fire = self.inner.next_fire(after)
+        if fire is None or (self.end_at is not None and fire.at > self.end_at):
+            return None
+        return fire
