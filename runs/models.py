@@ -83,6 +83,18 @@ class Run(TenantModel):
             models.Index(fields=["tenant_id", "status", "-scheduled_for", "-id"], name="run_tenant_status_idx"),
             models.Index(fields=["tenant_id", "schedule", "-scheduled_for", "-id"], name="run_tenant_schedule_idx"),
             models.Index(fields=["tenant_id", "job", "-scheduled_for", "-id"], name="run_tenant_job_idx"),
+            # The overlap check: a schedule's runs that have not finished.
+            models.Index(
+                fields=["schedule", "status"],
+                name="run_active_idx",
+                condition=models.Q(status__in=ACTIVE_STATUSES),
+            ),
+            # The sweeper: runs created long ago and still not started.
+            models.Index(
+                fields=["status", "created_at"],
+                name="run_unstarted_idx",
+                condition=models.Q(status__in=(RunStatus.SCHEDULED, RunStatus.QUEUED)),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -186,5 +186,13 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# Until the database-driven scheduler lands, beat serves django-celery-beat's periodic tasks.
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# The database-driven beat (schedules/beat.py): any number may run; one leads (lease) and also
+# serves django-celery-beat's periodic tasks.
+CELERY_BEAT_SCHEDULER = "schedules.beat:Scheduler"
+# The longest a beat sleeps between ticks. PostgreSQL wakes it early on a change (LISTEN);
+# without PostgreSQL this bounds how late a new schedule is seen.
+CELERY_BEAT_MAX_LOOP_INTERVAL = 5
+# Seconds a beat's leader lease lives without renewal: a standby takes over this long after the
+# leader dies. Runs QUEUED or never sent for this long are enqueued again by the sweeper.
+BEAT_LEASE_SECONDS = 10
+RUN_REQUEUE_AFTER_SECONDS = 600

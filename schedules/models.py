@@ -131,3 +131,23 @@ class Schedule(TenantModel):
 
     def __str__(self) -> str:
         return self.name
+
+
+class BeatLease(models.Model):
+    """Who leads the beat processes. One row per lease; changed only by conditional updates.
+
+    ``token`` is a fencing token: it grows by one whenever the lease changes hands, so work
+    stamped with an old token can be told from the current leader's. Correctness of dispatch
+    does not depend on the lease (the run ledger's unique slot does); the lease decides who
+    does singleton work: housekeeping tasks and the sweeper.
+    """
+
+    name = models.CharField(primary_key=True, max_length=50)
+    holder = models.CharField(max_length=200, blank=True)
+    token = models.BigIntegerField(default=0)
+    acquired_at = models.DateTimeField(null=True, blank=True)
+    renewed_at = models.DateTimeField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.holder or 'nobody'} (token {self.token})"

@@ -2,25 +2,38 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Iterable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
+from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, Count, F, Q, When
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from calendars.engine import InvalidCalendar
 from calendars.models import Calendar
+from runs.models import ACTIVE_STATUSES, Run, RunKind, RunStatus
+from runs.services import run_enqueue
 from runs.targets.spec import InvalidTarget, parse_target
 from scheduler_project.errors import ValidationFailed
 from scheduler_project.events import event_record
+from schedules.engine.base import Trigger, next_after
 from schedules.engine.compose import build_trigger, first_fire
 from schedules.engine.errors import InvalidTrigger
 from schedules.engine.spec import OneShotSpec, dump_trigger, parse_trigger
-from schedules.models import BackoffStrategy, Job, Schedule
+from schedules.models import BackoffStrategy, BeatLease, Job, MisfirePolicy, OverlapPolicy, Schedule
 from schedules.selectors import schedule_business_calendar, schedule_trigger
+
+logger = logging.getLogger(__name__)
+# The channel beats LISTEN on (schedules.beat); a notification wakes them before their sleep ends.
+NOTIFY_CHANNEL = "scheduler_schedules"
 
 _BACKOFF_FIELDS = {
     "strategy": "backoff_strategy",
@@ -122,6 +135,17 @@ def _schedule_event_data(schedule: Schedule) -> dict[str, Any]:
     }
 
 
+def _wake_beats() -> None:
+    """Tell sleeping beats that a schedule changed (PostgreSQL NOTIFY, sent on commit)."""
+
+    def notify() -> None:
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")
+
+    transaction.on_commit(notify)
+
+
 def _schedule_event(schedule: Schedule, event: str) -> None:
     event_record(
         tenant_id=schedule.tenant_id,
@@ -211,6 +235,7 @@ def schedule_create(*, tenant_id: str, data: dict[str, Any]) -> Schedule:
     _resolve(schedule, data)
     schedule.save()
     _schedule_event(schedule, "created")
+    _wake_beats()
     return schedule
 
 
@@ -221,6 +246,7 @@ def schedule_update(*, schedule: Schedule, data: dict[str, Any]) -> Schedule:
     _resolve(schedule, data)
     schedule.save()
     _schedule_event(schedule, "updated")
+    _wake_beats()
     if schedule.enabled != was_enabled:
         _schedule_event(schedule, "enabled" if schedule.enabled else "disabled")
     return schedule
@@ -240,6 +266,7 @@ def schedule_set_enabled(*, schedule: Schedule, enabled: bool) -> Schedule:
         schedule.next_fire_at = _next_fire(schedule, now=timezone.now())
     schedule.save(update_fields=["enabled", "next_fire_at", "updated_at"])
     _schedule_event(schedule, "enabled" if enabled else "disabled")
+    _wake_beats()
     return schedule
 
 
@@ -266,3 +293,207 @@ def schedule_refresh_next_fire(*, schedules: Iterable[Schedule]) -> None:
 def schedule_delete(*, schedule: Schedule) -> None:
     _schedule_event(schedule, "deleted")
     schedule.delete()
+
+
+# --- Dispatch: due schedules become runs --------------------------------------------------------
+
+# Slots one schedule may produce in one dispatch: a catch-up after a long outage is bounded, and
+# what lies beyond is skipped (RUN_ALL) or recorded as missed up to this many rows.
+MAX_SLOTS_PER_DISPATCH = 1000
+RUN_ALL_CAP = 100
+
+
+def _jitter(schedule: Schedule) -> timedelta:
+    """A fixed offset in [0, jitter_seconds] derived from the schedule's id: the same on every
+    beat and every day, so schedules "on the hour" spread out without drifting."""
+    if not schedule.jitter_seconds:
+        return timedelta(0)
+    digest = hashlib.sha256(str(schedule.pk).encode()).digest()
+    return timedelta(seconds=int.from_bytes(digest[:4], "big") % (schedule.jitter_seconds + 1))
+
+
+@dataclass
+class _Plan:
+    runs: list[Run]
+    missed: list[Run]
+
+
+def _plan_slots(schedule: Schedule, now: datetime, active: int, trigger: Trigger) -> _Plan:
+    """Runs for the due slots of one schedule, by its misfire and overlap policies; advances
+    its next_fire_at and last_fired_at."""
+    assert schedule.next_fire_at is not None
+    jitter = _jitter(schedule)
+    grace = timedelta(seconds=schedule.misfire_grace_seconds)
+    slots: list[datetime] = []
+    slot: datetime | None = schedule.next_fire_at - jitter
+    fixed_delay = schedule.trigger.get("type") == "FIXED_DELAY"
+    while slot is not None and slot + jitter <= now and len(slots) < MAX_SLOTS_PER_DISPATCH:
+        slots.append(slot)
+        # A fixed delay's next slot follows the run's finish, not the slot.
+        slot = None if fixed_delay else next_after(trigger, slot)
+    if slot is not None and slot + jitter <= now:  # more than the bound: jump to the present
+        slot = next_after(trigger, now - jitter)
+    schedule.next_fire_at = slot + jitter if slot is not None else None
+    schedule.last_fired_at = slots[-1] if slots else schedule.last_fired_at
+
+    to_run: list[datetime] = slots
+    missed: list[tuple[datetime, str]] = []
+    policy = schedule.misfire_policy
+    if policy == MisfirePolicy.RUN_ALL and len(slots) > RUN_ALL_CAP:
+        to_run = slots[-RUN_ALL_CAP:]
+        missed = [(s, f"catch-up capped at the latest {RUN_ALL_CAP} slots") for s in slots[:-RUN_ALL_CAP]]
+    elif policy == MisfirePolicy.RUN_ONCE and len(slots) > 1:
+        to_run = slots[-1:]
+        missed = [(s, f"coalesced into the run of {slots[-1].isoformat()}") for s in slots[:-1]]
+    elif policy == MisfirePolicy.SKIP:
+        to_run = [s for s in slots if now - (s + jitter) <= grace]
+        missed = [
+            (s, f"late by more than the misfire grace of {schedule.misfire_grace_seconds} s")
+            for s in slots
+            if now - (s + jitter) > grace
+        ]
+
+    plan = _Plan(runs=[], missed=[])
+    payload = {**schedule.job.payload, **schedule.payload}
+    for slot_at, reason in missed:
+        plan.missed.append(_run(schedule, slot_at, payload, RunStatus.MISSED, reason))
+    for slot_at in to_run:
+        status, reason = _overlap(schedule, active)
+        plan.runs.append(_run(schedule, slot_at, payload, status, reason))
+        if status == RunStatus.SCHEDULED:
+            active += 1
+    return plan
+
+
+def _overlap(schedule: Schedule, active: int) -> tuple[str, str]:
+    """The status a new slot's run gets, given the schedule's runs that have not finished."""
+    policy = schedule.overlap_policy
+    if policy == OverlapPolicy.SKIP and active:
+        return RunStatus.SKIPPED, "the previous run is still active (overlap policy SKIP)"
+    if policy == OverlapPolicy.BUFFER_ONE and active >= 2:
+        return RunStatus.SKIPPED, "one run is active and one already waits (overlap policy BUFFER_ONE)"
+    return RunStatus.SCHEDULED, ""
+
+
+def _run(schedule: Schedule, slot: datetime, payload: dict[str, Any], status: str, reason: str) -> Run:
+    finished = status in (RunStatus.MISSED, RunStatus.SKIPPED)
+    return Run(
+        tenant_id=schedule.tenant_id,
+        job_id=schedule.job_id,
+        schedule=schedule,
+        kind=RunKind.SCHEDULED,
+        scheduled_for=slot,
+        status=status,
+        payload=payload,
+        reason=reason,
+        finished_at=timezone.now() if finished else None,
+    )
+
+
+def _cancel_previous(schedules: list[Schedule]) -> None:
+    """CANCEL_PREVIOUS: a new slot cancels its schedule's runs that have not started."""
+    ids = [s.pk for s in schedules if s.overlap_policy == OverlapPolicy.CANCEL_PREVIOUS]
+    if ids:
+        Run.objects.filter(
+            schedule_id__in=ids, status__in=(RunStatus.SCHEDULED, RunStatus.QUEUED, RunStatus.RETRYING)
+        ).update(
+            status=RunStatus.CANCELLED,
+            reason="cancelled by a newer slot (overlap policy CANCEL_PREVIOUS)",
+            finished_at=timezone.now(),
+            updated_at=timezone.now(),
+        )
+
+
+def schedule_dispatch_due(*, now: datetime, limit: int = 500) -> list[UUID]:
+    """Claim up to ``limit`` due schedules, write their slots' runs, advance them, commit, and
+    enqueue the runs after the commit. Returns the ids of the runs to execute.
+
+    Several beats may call this at once: ``SKIP LOCKED`` hands each due schedule to one of them,
+    and the run ledger's unique ``(schedule, scheduled_for)`` refuses a second run for a slot
+    whatever happens (a stale beat, a clock skew, a retry after a lost commit).
+    """
+    with transaction.atomic():
+        schedules = list(
+            Schedule.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("job", "calendar")
+            .prefetch_related("calendar__dates")
+            .filter(enabled=True, next_fire_at__lte=now)
+            .order_by("next_fire_at")[:limit]
+        )
+        if not schedules:
+            return []
+        needs_active = [s.pk for s in schedules if s.overlap_policy in (OverlapPolicy.SKIP, OverlapPolicy.BUFFER_ONE)]
+        active = dict(
+            Run.objects.filter(schedule_id__in=needs_active, status__in=ACTIVE_STATUSES)
+            .values_list("schedule_id")
+            .annotate(count=Count("id"))
+        )
+        _cancel_previous(schedules)
+        runs: list[Run] = []
+        for schedule in schedules:
+            try:
+                plan = _plan_slots(schedule, now, active.get(schedule.pk, 0), schedule_trigger(schedule))
+            except (InvalidTrigger, InvalidCalendar) as exc:
+                # A rule that no longer reads (a holidays upgrade dropped its market): pause it
+                # rather than let it block the queue; the event tells its owner.
+                schedule.enabled = False
+                schedule.next_fire_at = None
+                _schedule_event(schedule, "disabled")
+                logger.warning("schedule %s disabled: %s", schedule.pk, exc)
+                continue
+            runs += plan.runs + plan.missed
+        Run.objects.bulk_create(runs, ignore_conflicts=True)
+        written = set(Run.objects.filter(pk__in=[r.pk for r in runs]).values_list("pk", flat=True))
+        for run in runs:
+            if run.pk in written and run.status == RunStatus.MISSED:
+                event_record(
+                    tenant_id=run.tenant_id,
+                    type="scheduler.run.missed",
+                    aggregate_type="run",
+                    aggregate_id=run.pk,
+                    data={
+                        "id": str(run.pk),
+                        "schedule": str(run.schedule_id),
+                        "scheduled_for": run.scheduled_for.isoformat(),
+                        "reason": run.reason,
+                    },
+                )
+        Schedule.objects.bulk_update(schedules, ["next_fire_at", "last_fired_at", "enabled"])
+        to_execute = [r.pk for r in runs if r.pk in written and r.status == RunStatus.SCHEDULED]
+        transaction.on_commit(lambda: run_enqueue(run_ids=to_execute))
+    return to_execute
+
+
+def schedule_next_due(*, now: datetime) -> datetime | None:
+    """When the earliest enabled schedule is due (one index probe)."""
+    return (
+        Schedule.objects.filter(enabled=True, next_fire_at__isnull=False)
+        .order_by("next_fire_at")
+        .values_list("next_fire_at", flat=True)
+        .first()
+    )
+
+
+def beat_lease_acquire(*, holder: str, ttl: timedelta, name: str = "beat") -> int | None:
+    """Take or renew the lease; the fencing token when ``holder`` leads, else None.
+
+    One conditional UPDATE decides, against the database's clock, so beats with skewed clocks
+    agree: the current holder renews; anyone takes an expired lease, bumping the token.
+    """
+    BeatLease.objects.get_or_create(name=name)
+    taken = BeatLease.objects.filter(
+        Q(holder=holder) | Q(expires_at__isnull=True) | Q(expires_at__lt=Now()), name=name
+    ).update(
+        token=Case(When(holder=holder, then=F("token")), default=F("token") + 1),
+        acquired_at=Case(When(holder=holder, then=F("acquired_at")), default=Now()),
+        holder=holder,
+        renewed_at=Now(),
+        expires_at=Now() + ttl,
+    )
+    if not taken:
+        return None
+    return BeatLease.objects.values_list("token", flat=True).get(name=name)
+
+
+def beat_lease_release(*, holder: str, name: str = "beat") -> None:
+    BeatLease.objects.filter(name=name, holder=holder).update(expires_at=Now())

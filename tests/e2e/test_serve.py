@@ -150,6 +150,23 @@ def test_token_from_issue_token_creates_and_lists_a_schedule(service: Service) -
     assert status == 200
     assert [s["id"] for s in listing["results"]] == [schedule["id"]]
 
+    # The beat picks up a schedule that is due every second and writes its runs.
+    status, every_second = service.request(
+        "POST",
+        "/api/v1/schedules",
+        token,
+        {"name": "heartbeat", "job": job["id"], "trigger": {"type": "CRON", "expression": "* * * * * *"}},
+    )
+    assert status == 201, every_second
+    deadline = time.monotonic() + 30
+    runs: list[Any] = []
+    while time.monotonic() < deadline and len(runs) < 3:
+        time.sleep(1)
+        runs = service.request("GET", f"/api/v1/runs?schedule={every_second['id']}", token)[1]["results"]
+    assert len(runs) >= 3, service.log.read_text()[-3000:]
+    slots = sorted(run["scheduled_for"] for run in runs)
+    assert len(set(slots)) == len(slots)
+
     status, problem = service.request("GET", "/api/v1/schedules", "not-a-token")
     assert status == 401
     assert problem["status"] == 401

@@ -1,0 +1,127 @@
+"""The beat: a Celery beat scheduler driven by the database, safe to run many times over.
+
+``celery -A scheduler_project beat`` runs it (``CELERY_BEAT_SCHEDULER``). Each tick:
+
+1. renews or takes the leader lease (one conditional UPDATE); the leader also runs
+   django-celery-beat's periodic tasks (housekeeping, editable in the admin) and the sweeper;
+2. dispatches due schedules through :func:`schedules.services.schedule_dispatch_due` in
+   batches — every beat does this, ``SKIP LOCKED`` shares the work and the run ledger's unique
+   slot makes a double run impossible;
+3. sleeps until the next due schedule or ``beat_max_loop_interval``, whichever is sooner, and
+   wakes early when a schedule changes (PostgreSQL ``LISTEN``; the services ``NOTIFY``).
+
+No scheduling maths here and no schedule held in memory: the database is the source of truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+from django_celery_beat.schedulers import DatabaseScheduler
+
+from runs.services import run_sweep
+from schedules import services
+
+logger = logging.getLogger(__name__)
+
+
+class Scheduler(DatabaseScheduler):
+    #: seconds a lease lives without renewal: a standby takes over this long after a crash
+    lease_ttl = timedelta(seconds=getattr(settings, "BEAT_LEASE_SECONDS", 10))
+    #: due schedules claimed per transaction
+    batch_size = 500
+    #: how often the leader sweeps for runs the broker lost, and how old such a run must be
+    sweep_every = timedelta(seconds=30)
+    sweep_stale_after = timedelta(seconds=getattr(settings, "RUN_REQUEUE_AFTER_SECONDS", 600))
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.token: int | None = None
+        self._listener: Any = None
+        self._last_sweep = timezone.now() - self.sweep_every
+        super().__init__(*args, **kwargs)
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        close_old_connections()
+        max_sleep = float(self.max_interval)
+        try:
+            self._lead()
+            periodic_sleep = super().tick(*args, **kwargs) if self.token is not None else max_sleep
+            self._dispatch()
+            if self.token is not None:
+                self._sweep()
+            sleep = min(max_sleep, periodic_sleep, self._until_next_due())
+        except Exception:  # the beat must outlive a database hiccup; the next tick retries
+            logger.exception("beat tick failed; retrying")
+            close_old_connections()
+            return min(max_sleep, 1.0)
+        return self._wait(sleep)
+
+    def _lead(self) -> None:
+        token = services.beat_lease_acquire(holder=self.identity, ttl=self.lease_ttl)
+        if token != self.token:
+            logger.info("beat %s %s", self.identity, f"leads with token {token}" if token else "is a standby")
+        self.token = token
+
+    def _dispatch(self) -> None:
+        while len(services.schedule_dispatch_due(now=timezone.now(), limit=self.batch_size)) >= self.batch_size:
+            pass  # a full batch: more may be due right now
+
+    def _sweep(self) -> None:
+        now = timezone.now()
+        if now - self._last_sweep >= self.sweep_every:
+            self._last_sweep = now
+            resent = run_sweep(now=now, stale_after=self.sweep_stale_after)
+            if resent:
+                logger.warning("sweeper re-enqueued %d runs", resent)
+
+    def _until_next_due(self) -> float:
+        due = services.schedule_next_due(now=timezone.now())
+        if due is None:
+            return float(self.max_interval)
+        return max(0.0, (due - timezone.now()).total_seconds())
+
+    def _wait(self, seconds: float) -> float:
+        """Sleep up to ``seconds``, returning early (and 0) when a schedule changes. Without
+        PostgreSQL there is no LISTEN: hand the sleep back to Celery."""
+        listener = self._listen()
+        if listener is None or seconds <= 0:
+            return seconds
+        # Leave a margin below the lease time so the lease is renewed before it lapses.
+        seconds = min(seconds, self.lease_ttl.total_seconds() / 3)
+        ready, _, _ = select.select([listener], [], [], seconds)
+        if ready:
+            listener.poll()
+            listener.notifies.clear()
+        return 0.0
+
+    def _listen(self) -> Any:
+        if connection.vendor != "postgresql":
+            return None
+        if self._listener is None or self._listener.closed:
+            import psycopg2
+
+            params = connection.get_connection_params()
+            self._listener = psycopg2.connect(**params)
+            self._listener.set_isolation_level(0)  # autocommit: LISTEN takes effect at once
+            with self._listener.cursor() as cursor:
+                cursor.execute(f"LISTEN {services.NOTIFY_CHANNEL}")
+        return self._listener
+
+    def close(self) -> None:
+        if self.token is not None:
+            services.beat_lease_release(holder=self.identity)
+        if self._listener is not None:
+            self._listener.close()
+        super().close()

@@ -1,0 +1,136 @@
+"""Real beat processes (`celery -A scheduler_project beat`) on PostgreSQL and Redis: several
+at once give every per-second slot exactly one run, and killing the leader loses nothing."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from runs.models import Run
+from scheduler_project.config import BASE_DIR
+from schedules.models import BeatLease, Schedule
+from tests.factories import JobFactory, ScheduleFactory
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+EVERY_SECOND = {"version": 1, "type": "CRON", "expression": "* * * * * *"}
+
+
+class Beats:
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.processes: list[subprocess.Popen[bytes]] = []
+        database = connection.settings_dict
+        self.env = {
+            **os.environ,
+            "POSTGRES_URL": f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:{database['PORT']}/{database['NAME']}",
+            "DATA_DIR": str(tmp_path),
+        }
+
+    def start(self) -> subprocess.Popen[bytes]:
+        n = len(self.processes)
+        log = (self.tmp_path / f"beat-{n}.log").open("wb")
+        process = subprocess.Popen(
+            [str(BASE_DIR / ".venv" / "bin" / "celery"), "-A", "scheduler_project", "beat", "--loglevel", "INFO",
+             "--schedule", str(self.tmp_path / f"beat-{n}.db")],
+            cwd=BASE_DIR, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        self.processes.append(process)
+        return process
+
+    def stop(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+    def logs(self) -> str:
+        return "\n".join(path.read_text() for path in sorted(self.tmp_path.glob("beat-*.log")))
+
+
+@pytest.fixture
+def beats(tmp_path: Path) -> Iterator[Beats]:
+    running = Beats(tmp_path)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def queue() -> Iterator[str]:
+    name = f"test-beat-{uuid.uuid4().hex[:8]}"
+    yield name
+    redis.Redis.from_url(settings.REDIS_URL).delete(name)
+
+
+def _slots_are_contiguous(schedule: Schedule) -> tuple[int, list[str]]:
+    slots = list(
+        Run.objects.filter(schedule=schedule).order_by("scheduled_for").values_list("scheduled_for", flat=True)
+    )
+    gaps = [f"{a:%H:%M:%S} -> {b:%H:%M:%S}" for a, b in itertools.pairwise(slots) if b - a != timedelta(seconds=1)]
+    return len(slots), gaps
+
+
+def test_three_beats_give_every_slot_exactly_one_run_and_survive_the_leaders_death(beats: Beats, queue: str) -> None:
+    start = timezone.now().replace(microsecond=0) + timedelta(seconds=3)
+    job = JobFactory(queue=queue)
+    schedules = [
+        ScheduleFactory(job=job, trigger=EVERY_SECOND, timezone="UTC", next_fire_at=start, misfire_policy="RUN_ALL")
+        for _ in range(5)
+    ]
+    for _ in range(3):
+        beats.start()
+
+    deadline = time.monotonic() + 30
+    while not BeatLease.objects.filter(name="beat", expires_at__gt=timezone.now()).exists():
+        assert time.monotonic() < deadline, beats.logs()
+        time.sleep(0.2)
+    time.sleep(6)
+
+    leader = BeatLease.objects.get(name="beat")
+    leader_pid = int(leader.holder.split(":")[1])
+    victim = next(p for p in beats.processes if p.pid == leader_pid)
+    os.kill(victim.pid, signal.SIGKILL)
+    killed_at = timezone.now()
+
+    deadline = time.monotonic() + 30
+    while True:
+        lease = BeatLease.objects.get(name="beat")
+        if lease.holder != leader.holder and lease.expires_at > timezone.now():
+            break
+        assert time.monotonic() < deadline, f"no standby took over\n{beats.logs()}"
+        time.sleep(0.2)
+    takeover = timezone.now() - killed_at
+    assert lease.token == leader.token + 1
+    assert takeover <= timedelta(seconds=settings.BEAT_LEASE_SECONDS + 6), takeover
+    time.sleep(4)
+    beats.stop()
+    end = timezone.now()
+
+    for schedule in schedules:
+        count, gaps = _slots_are_contiguous(schedule)
+        assert gaps == [], f"missing slots {gaps}\n{beats.logs()[-3000:]}"
+        # From the start to the stop, one run per second (the unique slot constraint rules out
+        # a second run; the count rules out a missing one).
+        assert count >= (end - start).total_seconds() - 3, count
+        first = Run.objects.filter(schedule=schedule).order_by("scheduled_for").first()
+        assert first is not None
+        assert first.scheduled_for == start
+    messages = redis.Redis.from_url(settings.REDIS_URL).llen(queue)
+    assert messages == Run.objects.filter(job=job).count()
