@@ -19,10 +19,10 @@ from django.utils import timezone
 
 from calendars.engine import InvalidCalendar
 from calendars.models import Calendar
-from runs.models import ACTIVE_STATUSES, Run, RunKind, RunStatus
+from runs.models import ACTIVE_STATUSES, FINAL_STATUSES, SLOT_KINDS, Run, RunKind, RunStatus
 from runs.services import run_enqueue
 from runs.targets.spec import InvalidTarget, parse_target
-from scheduler_project.errors import ValidationFailed
+from scheduler_project.errors import Conflict, ValidationFailed
 from scheduler_project.events import event_record
 from schedules.engine.base import Trigger, next_after
 from schedules.engine.compose import build_trigger, first_fire
@@ -497,3 +497,157 @@ def beat_lease_acquire(*, holder: str, ttl: timedelta, name: str = "beat") -> in
 
 def beat_lease_release(*, holder: str, name: str = "beat") -> None:
     BeatLease.objects.filter(name=name, holder=holder).update(expires_at=Now())
+
+
+# --- Manual trigger and backfill --------------------------------------------------------------
+
+BACKFILL_MODES = ("missing", "failed", "all")
+# Slots a backfill may touch at once (settings.BACKFILL_MAX_SLOTS overrides it).
+BACKFILL_MAX_SLOTS = 1000
+_NOT_EXECUTED = (RunStatus.MISSED, RunStatus.SKIPPED)
+_UNSUCCESSFUL = (RunStatus.FAILED, RunStatus.DEAD, RunStatus.CANCELLED)
+
+
+def _run_payload(schedule: Schedule, override: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {**schedule.job.payload, **schedule.payload, **(override or {})}
+
+
+@transaction.atomic
+def schedule_trigger_now(
+    *, schedule: Schedule, payload: dict[str, Any] | None = None, idempotency_key: str | None = None
+) -> tuple[Run, bool]:
+    """Run the schedule's job now, outside its slots. Returns (run, created).
+
+    With an idempotency key, a repeated request returns the run the first one made; a key
+    already used for another schedule is a conflict. A paused schedule can still be triggered.
+    """
+    if idempotency_key:
+        existing = Run.objects.filter(tenant_id=schedule.tenant_id, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            if existing.schedule_id != schedule.pk:
+                raise Conflict("This Idempotency-Key was already used for another schedule.")
+            return existing, False
+    run = Run(
+        tenant_id=schedule.tenant_id,
+        job_id=schedule.job_id,
+        schedule=schedule,
+        kind=RunKind.MANUAL,
+        scheduled_for=timezone.now(),
+        status=RunStatus.SCHEDULED,
+        payload=_run_payload(schedule, payload),
+        idempotency_key=idempotency_key or None,
+    )
+    try:
+        with transaction.atomic():
+            run.save()
+    except IntegrityError:  # the same key, sent twice at once: the other request won
+        existing = Run.objects.get(tenant_id=schedule.tenant_id, idempotency_key=idempotency_key)
+        if existing.schedule_id != schedule.pk:
+            raise Conflict("This Idempotency-Key was already used for another schedule.") from None
+        return existing, False
+    transaction.on_commit(lambda: run_enqueue(run_ids=[run.pk]))
+    return run, True
+
+
+@dataclass(frozen=True)
+class BackfillSlot:
+    scheduled_for: datetime
+    action: str  # "create", "rerun" or "keep"
+    run: Run | None
+
+
+def schedule_backfill(
+    *, schedule: Schedule, start: datetime, end: datetime, mode: str = "missing", dry_run: bool = False
+) -> list[BackfillSlot]:
+    """Runs of kind BACKFILL for the schedule's slots in [start, end] (both included).
+
+    ``missing``: slots with no run, or whose run never executed (MISSED, SKIPPED); ``failed``:
+    slots whose run FAILED, went DEAD or was CANCELLED; ``all``: every slot whose run is not
+    active. A slot's existing run is run again as a new attempt series (its history stays);
+    a slot without one gets a new run. Idempotent: a second call finds nothing left to do.
+    """
+    errors: dict[str, list[str]] = {}
+    if mode not in BACKFILL_MODES:
+        errors["mode"] = [f"Must be one of {', '.join(BACKFILL_MODES)}."]
+    if end < start:
+        errors["end"] = ["Must not be before start."]
+    if schedule.trigger.get("type") == "FIXED_DELAY":
+        errors["schedule"] = ["A FIXED_DELAY schedule has no slots: its runs follow each other's finish."]
+    if errors:
+        raise ValidationFailed(errors)
+    if not schedule.enabled:
+        raise Conflict("The schedule is paused; resume it before backfilling.")
+    limit = getattr(settings, "BACKFILL_MAX_SLOTS", BACKFILL_MAX_SLOTS)
+    trigger = _engine_trigger(schedule)
+    jitter_free: list[datetime] = []
+    slot = next_after(trigger, start - timedelta(microseconds=1))
+    while slot is not None and slot <= end:
+        if len(jitter_free) == limit:
+            raise ValidationFailed(
+                {"end": [f"The range holds more than {limit} slots; backfill it in smaller ranges."]}
+            )
+        jitter_free.append(slot)
+        slot = next_after(trigger, slot)
+
+    with transaction.atomic():
+        existing = {
+            run.scheduled_for: run
+            for run in Run.objects.select_for_update().filter(
+                schedule=schedule, kind__in=SLOT_KINDS, scheduled_for__in=jitter_free
+            )
+        }
+        wanted = {"missing": _NOT_EXECUTED, "failed": _UNSUCCESSFUL, "all": FINAL_STATUSES}[mode]
+        plan: list[BackfillSlot] = []
+        for at in jitter_free:
+            run = existing.get(at)
+            if run is None:
+                plan.append(BackfillSlot(at, "create" if mode in ("missing", "all") else "keep", None))
+            elif run.status in wanted:
+                plan.append(BackfillSlot(at, "rerun", run))
+            else:
+                plan.append(BackfillSlot(at, "keep", run))
+        if dry_run:
+            return plan
+        created = [
+            Run(
+                tenant_id=schedule.tenant_id,
+                job_id=schedule.job_id,
+                schedule=schedule,
+                kind=RunKind.BACKFILL,
+                scheduled_for=item.scheduled_for,
+                status=RunStatus.SCHEDULED,
+                payload=_run_payload(schedule),
+            )
+            for item in plan
+            if item.action == "create"
+        ]
+        Run.objects.bulk_create(created)
+        rerun = [item.run.pk for item in plan if item.action == "rerun" and item.run is not None]
+        Run.objects.filter(pk__in=rerun).update(
+            status=RunStatus.SCHEDULED,
+            series=F("series") + 1,
+            attempt=0,
+            error_type="",
+            error_message="",
+            reason="",
+            started_at=None,
+            finished_at=None,
+            updated_at=timezone.now(),
+        )
+        by_slot = {run.scheduled_for: run for run in created}
+        by_slot |= {run.scheduled_for: run for run in Run.objects.filter(pk__in=rerun)}
+        plan = [
+            BackfillSlot(item.scheduled_for, item.action, by_slot.get(item.scheduled_for, item.run)) for item in plan
+        ]
+        ids = [run.pk for run in by_slot.values()]
+        transaction.on_commit(lambda: run_enqueue(run_ids=ids))
+    return plan
+
+
+def _engine_trigger(schedule: Schedule) -> Trigger:
+    try:
+        return schedule_trigger(schedule)
+    except InvalidTrigger as exc:
+        raise ValidationFailed(_prefixed("trigger", exc.errors)) from None
+    except InvalidCalendar as exc:
+        raise ValidationFailed({"calendar": [str(exc)]}) from None

@@ -203,3 +203,32 @@ class FireDetailSerializer(serializers.Serializer):
 class PreviewSerializer(serializers.Serializer):
     fire_times = serializers.ListField(child=serializers.CharField(), help_text="ISO 8601 with the local offset.")
     details = FireDetailSerializer(many=True, help_text="One entry per fire time that was moved, and why.")
+
+
+class TriggerNowSerializer(InputSerializer):
+    payload = JSONObjectField(required=False, help_text="Merged over the job's and the schedule's payload.")
+
+
+class BackfillSerializer(InputSerializer):
+    start = AwareDateTimeField(help_text="First slot instant to consider (included).")
+    end = AwareDateTimeField(help_text="Last slot instant to consider (included).")
+    mode = serializers.ChoiceField(
+        choices=["missing", "failed", "all"],
+        required=False,
+        default="missing",
+        help_text="missing: slots with no run or one that never executed; failed: FAILED, DEAD or "
+        "CANCELLED runs; all: every slot whose run is not active.",
+    )
+    dry_run = serializers.BooleanField(required=False, default=False)
+
+
+class BackfillSlotSerializer(serializers.Serializer):
+    scheduled_for = serializers.DateTimeField()
+    action = serializers.ChoiceField(choices=["create", "rerun", "keep"])
+    run = serializers.UUIDField(source="run.pk", allow_null=True, default=None)
+
+
+class BackfillResultSerializer(serializers.Serializer):
+    dry_run = serializers.BooleanField()
+    mode = serializers.CharField()
+    slots = BackfillSlotSerializer(many=True)

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db.models import QuerySet
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.request import Request
@@ -17,18 +17,22 @@ from rest_framework.response import Response
 from calendars.engine import BusinessCalendar, InvalidCalendar
 from calendars.models import Calendar
 from calendars.selectors import calendar_business_calendar
+from runs.api.serializers import RunSerializer
 from scheduler_project.api import scopes
 from scheduler_project.api.schema import problems
 from scheduler_project.api.viewsets import TenantViewSet
 from scheduler_project.errors import ValidationFailed
 from schedules import selectors, services
 from schedules.api.serializers import (
+    BackfillResultSerializer,
+    BackfillSerializer,
     JobInputSerializer,
     JobOutputSerializer,
     PreviewQuerySerializer,
     PreviewSerializer,
     ScheduleInputSerializer,
     ScheduleOutputSerializer,
+    TriggerNowSerializer,
     TriggerPreviewSerializer,
 )
 from schedules.engine.base import Trigger, fires
@@ -102,6 +106,28 @@ class JobViewSet(TenantViewSet[Job]):
         parameters=[PreviewQuerySerializer],
         responses={200: PreviewSerializer, **problems(400, 404)},
     ),
+    trigger=extend_schema(
+        summary="Run the schedule's job now",
+        description="A run of kind MANUAL, enqueued at once. An `Idempotency-Key` header makes a "
+        "repeated request return the run the first one created.",
+        operation_id="schedules_trigger",
+        parameters=[
+            OpenApiParameter(
+                "Idempotency-Key", str, OpenApiParameter.HEADER, required=False, description="1-200 characters."
+            )
+        ],
+        request=TriggerNowSerializer,
+        responses={202: RunSerializer, **problems(400, 404, 409)},
+    ),
+    backfill=extend_schema(
+        summary="Create runs for past slots",
+        description="Runs of kind BACKFILL for the schedule's slots in [start, end]. Idempotent; "
+        "`dry_run` answers what it would do (200) without doing it. Refuses ranges of more than "
+        "BACKFILL_MAX_SLOTS slots (default 1000) and paused schedules (409).",
+        operation_id="schedules_backfill",
+        request=BackfillSerializer,
+        responses={200: BackfillResultSerializer, 202: BackfillResultSerializer, **problems(400, 404, 409)},
+    ),
     enable=extend_schema(
         summary="Resume a schedule",
         operation_id="schedules_enable",
@@ -124,6 +150,8 @@ class ScheduleViewSet(TenantViewSet[Schedule]):
         "list": scopes.READ,
         "retrieve": scopes.READ,
         "preview": scopes.READ,
+        "trigger": scopes.OPERATE,
+        "backfill": scopes.OPERATE,
         "enable": scopes.OPERATE,
         "disable": scopes.OPERATE,
     }  # create, change, delete: admin
@@ -160,6 +188,24 @@ class ScheduleViewSet(TenantViewSet[Schedule]):
         trigger = _engine_call(lambda: selectors.schedule_trigger(schedule))
         after = query.get("after") or timezone.now()
         return Response(_preview(trigger, schedule.timezone, after, query["count"]))
+
+    @action(detail=True, methods=["post"])
+    def trigger(self, request: Request, pk: str) -> Response:
+        key = request.headers.get("Idempotency-Key")
+        if key is not None and not 0 < len(key) <= 200:
+            raise ValidationFailed({"Idempotency-Key": ["Must be 1 to 200 characters."]})
+        data = self.validated(TriggerNowSerializer, request.data or {})
+        run, _ = services.schedule_trigger_now(
+            schedule=self.get_object(), payload=data.get("payload"), idempotency_key=key
+        )
+        return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+    @action(detail=True, methods=["post"])
+    def backfill(self, request: Request, pk: str) -> Response:
+        data = self.validated(BackfillSerializer, request.data)
+        plan = services.schedule_backfill(schedule=self.get_object(), **data)
+        body = BackfillResultSerializer({"dry_run": data["dry_run"], "mode": data["mode"], "slots": plan}).data
+        return Response(body, status=status.HTTP_200_OK if data["dry_run"] else status.HTTP_202_ACCEPTED)
 
     @action(detail=True, methods=["post"])
     def enable(self, request: Request, pk: str) -> Response:

@@ -163,6 +163,23 @@ ENDPOINTS = [
         make=lambda t: ScheduleFactory(tenant_id=t),
     ),
     Endpoint(
+        "schedules-trigger",
+        "post",
+        "/api/v1/schedules/{id}/trigger",
+        scopes.OPERATE,
+        202,
+        make=lambda t: ScheduleFactory(tenant_id=t),
+    ),
+    Endpoint(
+        "schedules-backfill",
+        "post",
+        "/api/v1/schedules/{id}/backfill",
+        scopes.OPERATE,
+        202,
+        make=lambda t: ScheduleFactory(tenant_id=t),
+        body=lambda t: {"start": "2027-05-01T00:00:00Z", "end": "2027-05-01T03:00:00Z"},
+    ),
+    Endpoint(
         "triggers-preview",
         "post",
         "/api/v1/triggers/preview",
