@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from django.db import connection
+from django.utils import timezone
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
@@ -14,6 +16,7 @@ from rest_framework.views import APIView
 
 from scheduler_project.api.exceptions import PROBLEM_CONTENT_TYPE, problem
 from scheduler_project.celery import app as celery_app
+from schedules.models import BeatLease
 
 CHECK_TIMEOUT_SECONDS = 2.0
 
@@ -37,6 +40,9 @@ _Ready = inline_serializer(
     {
         "status": serializers.CharField(),
         "checks": serializers.DictField(child=serializers.CharField(), help_text='Per dependency: "ok" or "down: ..."'),
+        "beat": serializers.DictField(
+            allow_null=True, help_text="The beat leader: leader, token, lease_age_seconds, expired (null: no beat yet)."
+        ),
     },
 )
 
@@ -72,4 +78,18 @@ class ReadyzView(ProbeView):
             body = problem(503, f"Not ready: {', '.join(down)} down.")
             body["checks"] = results
             return Response(body, status=503, content_type=PROBLEM_CONTENT_TYPE)
-        return Response({"status": "ok", "checks": results})
+        return Response({"status": "ok", "checks": results, "beat": _beat_leader()})
+
+
+def _beat_leader() -> dict[str, Any] | None:
+    """Who leads the beats and how fresh the lease is (information; the API runs without a beat)."""
+    lease = BeatLease.objects.filter(name="beat").first()
+    if lease is None or lease.renewed_at is None or lease.expires_at is None:
+        return None
+    now = timezone.now()
+    return {
+        "leader": lease.holder,
+        "token": lease.token,
+        "lease_age_seconds": round((now - lease.renewed_at).total_seconds(), 3),
+        "expired": lease.expires_at <= now,
+    }

@@ -5,10 +5,11 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 
-from scheduler_project.admin_mixins import ReadOnlyThroughServicesAdmin
+from scheduler_project.admin_mixins import ReadOnlyAdmin, ReadOnlyThroughServicesAdmin
 from schedules import services
-from schedules.models import Job, Schedule
+from schedules.models import BeatLease, Job, Schedule
 
 
 @admin.register(Job)
@@ -62,3 +63,17 @@ class ScheduleAdmin(ReadOnlyThroughServicesAdmin, admin.ModelAdmin):
         for schedule in queryset:
             services.schedule_set_enabled(schedule=schedule, enabled=False)
         self.message_user(request, f"Disabled {queryset.count()} schedule(s).", messages.SUCCESS)
+
+
+@admin.register(BeatLease)
+class BeatLeaseAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    """Which beat leads, since when, and how fresh its lease is."""
+
+    list_display = ["name", "holder", "token", "acquired_at", "renewed_at", "expires_at", "lease_age"]
+    readonly_fields = ["name", "holder", "token", "acquired_at", "renewed_at", "expires_at"]
+
+    @admin.display(description="lease age")
+    def lease_age(self, lease: BeatLease) -> str:
+        if lease.renewed_at is None:
+            return "-"
+        return f"{(timezone.now() - lease.renewed_at).total_seconds():.1f} s"

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -134,3 +135,54 @@ def test_three_beats_give_every_slot_exactly_one_run_and_survive_the_leaders_dea
         assert first.scheduled_for == start
     messages = redis.Redis.from_url(settings.REDIS_URL).llen(queue)
     assert messages == Run.objects.filter(job=job).count()
+
+
+def _wait_for_lease(beats: Beats) -> None:
+    deadline = time.monotonic() + 30
+    while not BeatLease.objects.filter(name="beat", expires_at__gt=timezone.now()).exists():
+        assert time.monotonic() < deadline, beats.logs()
+        time.sleep(0.2)
+
+
+def _one_shot_at(client: Any, job_id: str, at: Any) -> dict[str, Any]:
+    response = client.post(
+        "/api/v1/schedules",
+        {"name": "soon", "job": job_id, "trigger": {"type": "ONE_SHOT", "run_at": at.isoformat()}},
+        format="json",
+    )
+    assert response.status_code == 201, response.content
+    return dict(response.json())
+
+
+def test_a_sleeping_beat_wakes_for_a_new_slot_and_follows_edits(beats: Beats, queue: str, api: Any) -> None:
+    job = JobFactory(queue=queue)
+    beats.start()
+    _wait_for_lease(beats)
+    time.sleep(2)  # the beat is asleep now: nothing is due
+
+    # Created through the API: the commit notifies the beat, which sleeps only until the slot.
+    for delay in (1.0, 1.4, 1.8):
+        at = timezone.now() + timedelta(seconds=delay)
+        schedule = _one_shot_at(api, str(job.pk), at)
+        deadline = time.monotonic() + 10
+        while not Run.objects.filter(schedule_id=schedule["id"], queued_at__isnull=False).exists():
+            assert time.monotonic() < deadline, beats.logs()[-3000:]
+            time.sleep(0.05)
+        run = Run.objects.get(schedule_id=schedule["id"])
+        assert run.queued_at is not None
+        lag = run.queued_at - run.scheduled_for
+        assert timedelta(0) <= lag < timedelta(seconds=1), lag
+
+    # Edited while the beat waits for it: the run follows the edit, and the old time fires nothing.
+    original = timezone.now().replace(microsecond=0) + timedelta(seconds=6)
+    schedule = _one_shot_at(api, str(job.pk), original)
+    moved = original - timedelta(seconds=4)
+    response = api.patch(
+        f"/api/v1/schedules/{schedule['id']}",
+        {"trigger": {"type": "ONE_SHOT", "run_at": moved.isoformat()}},
+        format="json",
+    )
+    assert response.status_code == 200, response.content
+    while timezone.now() < original + timedelta(seconds=2):
+        time.sleep(0.2)
+    assert list(Run.objects.filter(schedule_id=schedule["id"]).values_list("scheduled_for", flat=True)) == [moved]

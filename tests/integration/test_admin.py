@@ -4,7 +4,7 @@ resources and the ledger are read-only, and the schedule actions go through the 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -24,7 +24,8 @@ from django_celery_beat.models import (
 from calendars.models import Calendar
 from runs.models import Run, RunStatus
 from scheduler_project.models import OutboxEvent
-from schedules.models import Job, Schedule
+from schedules.models import BeatLease, Job, Schedule
+from schedules.services import beat_lease_acquire
 from tests.factories import (
     OTHER_TENANT,
     TENANT,
@@ -47,7 +48,7 @@ MODEL_IDS = [model._meta.label for model, _ in REGISTERED]
 
 # Tenant resources change only through the API (and the admin actions that call its services);
 # runs and outbox events are history. None of them may be added, edited or deleted here.
-READ_ONLY_MODELS = [Job, Schedule, Calendar, Run, OutboxEvent]
+READ_ONLY_MODELS = [Job, Schedule, Calendar, Run, OutboxEvent, BeatLease]
 
 SEARCH_MISS = "no-such-thing-anywhere"
 
@@ -77,6 +78,8 @@ def _build_samples(admin_user: User) -> dict[type[Model], Model]:
         aggregate_id=str(schedule.pk),
         data={"id": str(schedule.pk)},
     )
+    beat_lease_acquire(holder="host:123:abc", ttl=timedelta(seconds=10))
+    lease = BeatLease.objects.get(name="beat")
     group = Group.objects.create(name="operators")
     admin_user.groups.add(group)
     interval = IntervalSchedule.objects.create(every=10, period=IntervalSchedule.MINUTES)
@@ -96,6 +99,7 @@ def _build_samples(admin_user: User) -> dict[type[Model], Model]:
         SolarSchedule: SolarSchedule.objects.create(event="sunrise", latitude="48.14", longitude="11.58"),
         ClockedSchedule: ClockedSchedule.objects.create(clocked_time=datetime(2027, 3, 1, 9, tzinfo=UTC)),
         OutboxEvent: event,
+        BeatLease: lease,
         Calendar: calendar,
         Job: job,
         Schedule: schedule,
