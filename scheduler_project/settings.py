@@ -196,3 +196,5 @@ CELERY_BEAT_MAX_LOOP_INTERVAL = 5
 # leader dies. Runs QUEUED or never sent for this long are enqueued again by the sweeper.
 BEAT_LEASE_SECONDS = 10
 RUN_REQUEUE_AFTER_SECONDS = 600
+# A backfill request may cover at most this many slots.
+BACKFILL_MAX_SLOTS = 1000
