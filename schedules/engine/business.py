@@ -9,6 +9,11 @@ day, a holiday of the calendar's country or market, a custom holiday):
   fire times stay strictly increasing and never repeat; a fire that would move to before the
   instant the search starts from is dropped (it belongs to the past).
 
+A FIXED_DELAY's fires are its chain of slots from the previous run's finish (finish + delay,
++ 2 delays, ...): a 12-hour delay finishing Friday 17:00 has its slot on Saturday 05:00, which
+SKIP follows on to Monday 05:00, NEXT_BUSINESS_DAY moves to Monday 05:00, and
+PREVIOUS_BUSINESS_DAY cannot move before the finish, so it too fires on Monday 05:00.
+
 ``BusinessDayTrigger`` fires on the n-th business day of a month ("the 3rd business day",
 ``day: 3``) or the n-th from its end ("the last business day", ``day: -1``), something no
 cron or RRULE can say, because holidays are not in their vocabulary.
@@ -17,18 +22,31 @@ cron or RRULE can say, because holidays are not in their vocabulary.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from schedules.engine.base import Fire, Trigger
 from schedules.engine.errors import InvalidTrigger
-from schedules.engine.zones import WallTime, classify, require_aware, resolve_rfc5545, to_local
+from schedules.engine.simple import FixedDelayTrigger
+from schedules.engine.zones import (
+    TRANSITION_WINDOW,
+    WallTime,
+    classify,
+    require_aware,
+    resolve_rfc5545,
+    to_local,
+    transition_near,
+)
 
 POLICIES = ("SKIP", "NEXT_BUSINESS_DAY", "PREVIOUS_BUSINESS_DAY")
-# How many business days (or fires, for SKIP) a search walks before it calls a rule spent.
+# How many landing days (or fires, for SKIP) a search walks before it calls a rule spent, and
+# how far past ``after`` SKIP follows fires that all fall on non-business days (as far as
+# BusinessDayTrigger looks): a daily weekend rule under SKIP is refused in a quarter second, not
+# after a hundred thousand fires.
 MAX_BUSINESS_DAYS = 800
 MAX_SKIPPED_FIRES = 100_000
+SKIP_HORIZON = timedelta(days=366 * 30)
 
 
 class BusinessDays(Protocol):
@@ -74,15 +92,64 @@ class CalendarPolicyTrigger:
 
     def next_fire(self, after: datetime) -> Fire | None:
         require_aware(after, "after")
+        if isinstance(self.inner, FixedDelayTrigger):
+            return self._next_in_chain(after)
         if self.policy == "SKIP":
             return self._next_skipping(after)
         return self._next_shifted(after)
+
+    def _next_in_chain(self, after: datetime) -> Fire | None:
+        """A fixed delay's next slot depends on ``after`` (the previous run's finish), so it has
+        no fires of its own on a given day: the walks below would count the delay from a day's
+        start. Follow its slots instead (after + delay, + 2 delays, ...) and apply the policy to
+        them: SKIP keeps the first on a business day, NEXT/PREVIOUS move each to the same wall
+        time on the next/previous business day and keep the earliest after ``after``."""
+        horizon = after.astimezone(UTC) + SKIP_HORIZON
+        best: Fire | None = None
+        slot = self.inner.next_fire(after)
+        for _ in range(MAX_SKIPPED_FIRES):
+            if slot is None or slot.at > horizon:
+                break
+            day = to_local(slot.at, self._tz).date()
+            if best is not None:  # no later slot can land earlier
+                best_day = to_local(best.at, self._tz).date()
+                if self.policy != "PREVIOUS_BUSINESS_DAY" and slot.at > best.at:
+                    break
+                if day > best_day and (
+                    self.calendar.is_business_day(day) or self.calendar.previous_business_day(day) > best_day
+                ):
+                    break
+            if self.calendar.is_business_day(day):
+                landing: Fire | None = slot
+            elif self.policy == "SKIP":
+                landing = None
+            else:
+                forward = self.policy == "NEXT_BUSINESS_DAY"
+                target = (self.calendar.next_business_day if forward else self.calendar.previous_business_day)(day)
+                landing = self._moved(slot, day, target)
+            if landing is not None and landing.at > after and (best is None or landing.at < best.at):
+                best = landing
+            slot = self.inner.next_fire(slot.at)
+        return best
+
+    def _moved(self, fire: Fire, day: date, target: date) -> Fire:
+        """``fire`` (on the non-business ``day``) at the same wall time on ``target``."""
+        moved = _wall_fire(target, to_local(fire.at, self._tz).time(), self._tz, self.timezone)
+        reason = self.calendar.non_business_reason(day) or "not a business day"
+        direction = "next" if self.policy == "NEXT_BUSINESS_DAY" else "previous"
+        return Fire(
+            moved.at,
+            note=f"Moved from {day} ({reason}) to the {direction} business day {target}.",
+            kind="CALENDAR_SHIFT",
+            moved_from=day.isoformat(),
+        )
 
     def _day_start(self, day: date) -> datetime:
         """Just before the first instant of a local day, as an ``after`` for the inner trigger."""
         return resolve_rfc5545(datetime.combine(day, time.min), self._tz) - timedelta(microseconds=1)
 
     def _next_skipping(self, after: datetime) -> Fire | None:
+        horizon = after.astimezone(UTC) + SKIP_HORIZON
         for _ in range(MAX_SKIPPED_FIRES):
             fire = self.inner.next_fire(after)
             if fire is None:
@@ -90,12 +157,16 @@ class CalendarPolicyTrigger:
             day = to_local(fire.at, self._tz).date()
             if self.calendar.is_business_day(day):
                 return fire
+            if fire.at > horizon:
+                return None
             after = max(fire.at, self._day_start(day + timedelta(days=1)))  # the rest of that day is off too
         return None
 
     def _next_shifted(self, after: datetime) -> Fire | None:
         """Walk business days B from the day of ``after``; the fires landing on B are B's own and
-        those moved to B from the non-business days beside it."""
+        those moved to B from the non-business days beside it. After a B without one, go straight
+        to the day the inner trigger's next fire lands on: no fire lands between (a rule that
+        fires every four years must not run out of business days on the way)."""
         forward = self.policy == "NEXT_BUSINESS_DAY"
         day = to_local(after, self._tz).date()
         target = day if self.calendar.is_business_day(day) else self.calendar.next_business_day(day)
@@ -109,39 +180,43 @@ class CalendarPolicyTrigger:
             fire = self._first_landing(target, moved_days, after)
             if fire is not None:
                 return fire
-            if self.inner.next_fire(self._day_start(max([target, *moved_days]) + timedelta(days=1))) is None:
+            following = self.inner.next_fire(self._day_start(max([target, *moved_days]) + timedelta(days=1)))
+            if following is None:
                 return None  # the inner trigger is spent
-            target = self.calendar.next_business_day(target)
+            day = to_local(following.at, self._tz).date()
+            if self.calendar.is_business_day(day):
+                target = day
+            elif forward:
+                target = self.calendar.next_business_day(day)
+            else:  # later than the last target: `day` is past the business day after it
+                target = self.calendar.previous_business_day(day)
         return None
 
     def _first_landing(self, target: date, moved_days: list[date], after: datetime) -> Fire | None:
         """The earliest fire after ``after`` that lands on ``target``: one inner search for the
-        target's own fires and one per moved day, whatever the inner trigger's frequency."""
+        target's own fires and one per moved day, whatever the inner trigger's frequency (a few
+        more on the day of ``after`` when a transition is near it)."""
         local_after = to_local(after, self._tz)
         landing: list[Fire] = []
         own = self.inner.next_fire(max(after, self._day_start(target)))
         if own is not None and to_local(own.at, self._tz).date() == target:
             landing.append(own)
-        direction = "next" if self.policy == "NEXT_BUSINESS_DAY" else "previous"
         for day in moved_days:
-            # On the day of `after` itself only wall times later than it can still land later.
+            # On the day of `after` itself only wall times later than it can still land later
+            # (wall times a clock shift earlier, near a transition, where their order and the
+            # instants' differ: 02:30 moved into a spring-forward gap lands at 03:30).
             since = self._day_start(day)
             if target == local_after.date():
-                since = max(since, resolve_rfc5545(datetime.combine(day, local_after.time()), self._tz))
+                wall_after = datetime.combine(day, local_after.time())
+                window = TRANSITION_WINDOW if transition_near(after, self._tz) else timedelta(0)
+                since = max(since, resolve_rfc5545(wall_after - window, self._tz))
             fire = self.inner.next_fire(since)
-            if fire is None or to_local(fire.at, self._tz).date() != day:
-                continue
-            moved = _wall_fire(target, to_local(fire.at, self._tz).time(), self._tz, self.timezone)
-            if moved.at > after:
-                reason = self.calendar.non_business_reason(day) or "not a business day"
-                landing.append(
-                    Fire(
-                        moved.at,
-                        note=f"Moved from {day} ({reason}) to the {direction} business day {target}.",
-                        kind="CALENDAR_SHIFT",
-                        moved_from=day.isoformat(),
-                    )
-                )
+            while fire is not None and to_local(fire.at, self._tz).date() == day:
+                moved = self._moved(fire, day, target)
+                if moved.at > after:
+                    landing.append(moved)
+                    break
+                fire = self.inner.next_fire(fire.at)
         return min(landing, key=lambda fire: (fire.at, fire.kind != "")) if landing else None
 
 
@@ -188,10 +263,15 @@ class BoundedTrigger:
     start_at: datetime | None = None
     end_at: datetime | None = None
 
+    def __post_init__(self) -> None:
+        for value, name in ((self.start_at, "start_at"), (self.end_at, "end_at")):
+            if value is not None:
+                require_aware(value, name)
+
     def next_fire(self, after: datetime) -> Fire | None:
         require_aware(after, "after")
         if self.start_at is not None and after < self.start_at:
-            after = self.start_at - timedelta(microseconds=1)
+            after = self.start_at.astimezone(UTC) - timedelta(microseconds=1)  # in UTC, not wall time
         fire = self.inner.next_fire(after)
         if fire is None or (self.end_at is not None and fire.at > self.end_at):
             return None

@@ -6,7 +6,7 @@ the preview — builds its trigger here, so what a tenant previews is what runs.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 from schedules.engine.base import Fire, Trigger
 from schedules.engine.business import BoundedTrigger, BusinessDays, BusinessDayTrigger, CalendarPolicyTrigger
@@ -75,9 +75,13 @@ def first_fire(
 ) -> Fire | None:
     """The first fire of a schedule looked at ``now``: for FIXED_DELAY its ``start_at``, else
     its creation plus the delay; for every other rule the first fire after ``now``."""
-    require_aware(now, "now")
+    for value, name in ((now, "now"), (created_at, "created_at"), (start_at, "start_at")):
+        if value is not None:
+            require_aware(value, name)
     if isinstance(spec, FixedDelaySpec):
-        anchor = max(start_at or created_at + timedelta(seconds=spec.delay_seconds), now)
+        # Instants in UTC: a timedelta added to a zoned datetime would be added in wall time.
+        anchor = max(start_at or created_at.astimezone(UTC) + timedelta(seconds=spec.delay_seconds), now)
+        anchor = anchor.astimezone(UTC)
         # A fixed delay fires `delay` after what it is given: give it the anchor minus the delay,
         # so the calendar policy and end_at still apply to the first fire.
         return trigger.next_fire(anchor - timedelta(seconds=spec.delay_seconds))

@@ -1,9 +1,19 @@
 """CRON triggers: five fields, or six with seconds first, evaluated in an IANA time zone.
 
 croniter does the matching (names, ranges, lists, steps, ``L`` and ``W`` in day-of-month, ``#``
-in day-of-week; Vixie semantics: when both day fields are restricted, either matches). We
-feed it naive *wall* times and apply the DST policy ourselves, because croniter's own handling
-of aware datetimes fires a fixed-time job twice in a repeated hour.
+in day-of-week). We feed it naive *wall* times and apply the DST policy ourselves, because
+croniter's own handling of aware datetimes fires a fixed-time job twice in a repeated hour.
+
+Day fields, Vixie semantics: when both day fields are restricted, either matches; a field that
+starts with ``*`` (``*``, ``*/2``) or is ``?`` is not restricted, and then both must match
+(``0 0 */2 * MON``: odd days that are Mondays). croniter gets two cases wrong, so the engine does
+not use its ``day_or``: it ORs a ``*/2`` field (it counts any field whose values are not all of
+them as restricted), and with both fields restricted it drops the day-of-month when the
+day-of-week has ``#`` (``0 9 15 * 5#3`` fires on third Fridays only) and the day-of-week when
+the day-of-month has ``W``. So an OR is walked as two croniter iterations, one per day field
+(the other set to ``*``), merged; an AND is one iteration with ``day_or=False``. croniter also
+reads a range with equal ends (``5-5``, ``MON-MON``) as the whole field, a wrap-around range;
+in cron it is that one value, so such a range reaches croniter as the value alone.
 
 DST policy (as cronie, the cron of most Linux distributions, does it):
 
@@ -22,6 +32,7 @@ times. The cronie rule keeps "once a day" meaning once a day.
 
 from __future__ import annotations
 
+import heapq
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -108,6 +119,27 @@ def _check_field(text: str, spec: _Field) -> None:
                 raise ValueError(f"{spec.name} step {step!r} must be a number from 1 to {size}")
 
 
+def _specs(seconds: bool) -> tuple[_Field, ...]:
+    return (_SECOND,) * seconds + (_MINUTE, _HOUR, _DAY_OF_MONTH, _MONTH, _DAY_OF_WEEK)
+
+
+def _for_croniter(expression: str, seconds: bool) -> str:
+    """A checked expression with each equal-ended range (``5-5``, ``MON-MON/2``) written as its
+    one value, which croniter would otherwise take for the whole field."""
+    fields = []
+    for text, spec in zip(expression.split(), _specs(seconds), strict=True):
+        items = []
+        for item in text.split(","):
+            match = _ITEM.match(item)
+            if match and "-" in match["base"]:
+                low, _, high = match["base"].partition("-")
+                if _value(low, spec) == _value(high, spec):
+                    item = low
+            items.append(item)
+        fields.append(",".join(items))
+    return " ".join(fields)
+
+
 def check_expression(expression: str) -> tuple[str, bool, bool]:
     """Validate a cron expression; return (normalised expression, has seconds, fixed time).
 
@@ -124,9 +156,8 @@ def check_expression(expression: str) -> tuple[str, bool, bool]:
             }
         )
     seconds = len(fields) == 6
-    specs = (_SECOND,) * seconds + (_MINUTE, _HOUR, _DAY_OF_MONTH, _MONTH, _DAY_OF_WEEK)
     try:
-        for text, spec in zip(fields, specs, strict=True):
+        for text, spec in zip(fields, _specs(seconds), strict=True):
             _check_field(text, spec)
         normalised = " ".join(fields)
         croniter(normalised, datetime(2000, 1, 1), second_at_beginning=seconds)
@@ -146,6 +177,8 @@ class CronTrigger:
     timezone: str
     _seconds: bool = field(init=False, repr=False, compare=False)
     _fixed_time: bool = field(init=False, repr=False, compare=False)
+    _day_or: bool = field(init=False, repr=False, compare=False)
+    _matching: str = field(init=False, repr=False, compare=False)  # what croniter is given
     _tz: ZoneInfo = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -153,14 +186,18 @@ class CronTrigger:
         object.__setattr__(self, "expression", normalised)
         object.__setattr__(self, "_seconds", seconds)
         object.__setattr__(self, "_fixed_time", fixed_time)
+        day_of_month, day_of_week = normalised.split()[-3], normalised.split()[-1]
+        restricted = not day_of_month.startswith(("*", "?")) and not day_of_week.startswith(("*", "?"))
+        object.__setattr__(self, "_day_or", restricted)
+        object.__setattr__(self, "_matching", _for_croniter(normalised, seconds))
         object.__setattr__(self, "_tz", ZoneInfo(self.timezone))
 
-    def _candidates(self, start: datetime) -> Iterator[datetime]:
+    def _walk(self, expression: str, start: datetime) -> Iterator[datetime]:
         matches = croniter(
-            self.expression,
+            expression,
             start,
             ret_type=datetime,
-            day_or=True,
+            day_or=False,
             max_years_between_matches=MAX_YEARS_BETWEEN_MATCHES,
             second_at_beginning=self._seconds,
         )
@@ -169,6 +206,20 @@ class CronTrigger:
                 yield matches.get_next(datetime)
         except CroniterBadDateError:  # no match within the search bound: the rule is spent
             return
+
+    def _candidates(self, start: datetime) -> Iterator[datetime]:
+        if not self._day_or:
+            yield from self._walk(self._matching, start)
+            return
+        # Vixie OR: the days of the day-of-month field and those of the day-of-week field, merged.
+        fields = self._matching.split()
+        by_month_day = " ".join([*fields[:-1], "*"])
+        by_week_day = " ".join([*fields[:-3], "*", *fields[-2:]])
+        previous = None
+        for wall in heapq.merge(self._walk(by_month_day, start), self._walk(by_week_day, start)):
+            if wall != previous:
+                yield wall
+                previous = wall
 
     def _resolve(self, wall: datetime) -> list[Fire]:
         if not self._fixed_time:

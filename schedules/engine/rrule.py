@@ -10,7 +10,10 @@ TZID handling (its ``tz`` zones) reads a wall time in a spring-forward gap with 
 DST policy (RFC 5545 section 3.3.5): a local time that does not exist (in a spring-forward
 gap) is read with the UTC offset from before the gap, so 02:30 becomes 03:30 on a one-hour
 gap; an ambiguous local time (in a repeated hour) means its first occurrence. Two occurrences
-that land on the same instant fire once.
+that land on the same instant fire once. ``UNTIL`` (a UTC instant, as RFC 5545 requires with a
+local DTSTART) bounds the occurrences' *instants*: near a transition wall time and UTC do not
+keep their order (02:30 on a spring-forward day is after an UNTIL of 03:15 local time), so
+dateutil gets a bound a little later in wall time and each occurrence is checked as an instant.
 
 Two things dateutil does not do, done here:
 
@@ -43,7 +46,7 @@ from dateutil.rrule import rrule as Recurrence  # our field is called rrule
 
 from schedules.engine.base import Fire, search
 from schedules.engine.errors import InvalidTrigger
-from schedules.engine.zones import WallTime, classify, resolve_rfc5545, to_local
+from schedules.engine.zones import TRANSITION_WINDOW, WallTime, classify, resolve_rfc5545, to_local
 
 _FREQS = {"YEARLY": YEARLY, "MONTHLY": MONTHLY, "WEEKLY": WEEKLY, "DAILY": DAILY, "HOURLY": HOURLY}
 _FREQS |= {"MINUTELY": MINUTELY, "SECONDLY": SECONDLY}
@@ -175,7 +178,9 @@ def _parse_rule(text: str, tz: ZoneInfo) -> dict[str, Any]:
                 "UNTIL must be a UTC date-time ending in Z when DTSTART is a local time "
                 "(RFC 5545 section 3.3.10), e.g. UNTIL=20271231T230000Z.",
             )
-        kwargs["until"] = to_local(until.replace(tzinfo=UTC), tz)
+        # dateutil's bound is in wall time; `_until_bounded` applies the instant (see the docstring).
+        kwargs["until"] = to_local(until.replace(tzinfo=UTC), tz) + TRANSITION_WINDOW
+        kwargs["until_at"] = until.replace(tzinfo=UTC)
     if "WKST" in parts:
         if parts["WKST"] not in _WEEKDAYS:
             raise _fail("rrule", f"WKST={parts['WKST']} is not a weekday (MO ... SU).")
@@ -307,12 +312,13 @@ class RRuleTrigger:
         rules = []
         for text in block.rules:
             kwargs = _parse_rule(text, tz)
+            until_at = kwargs.pop("until_at", None)
             try:
                 compiled = Recurrence(dtstart=start, cache=False, **kwargs)
             except (ValueError, TypeError) as exc:
                 raise _fail("rrule", f"Not a valid recurrence rule: {str(exc).rstrip('.')}.") from None
             check_satisfiable(compiled)
-            rules.append({**_explicit(compiled), "count": compiled._count})
+            rules.append({**_explicit(compiled), "count": compiled._count, "until_at": until_at})
         rdates = [*block.rdate, *(_local(d, f"rdate.{i}") for i, d in enumerate(self.rdate))]
         exdates = [*block.exdate, *(_local(d, f"exdate.{i}") for i, d in enumerate(self.exdate))]
         object.__setattr__(self, "_tz", tz)
@@ -324,6 +330,7 @@ class RRuleTrigger:
     def _rule_near(self, spec: dict[str, Any], anchor: datetime) -> Recurrence:
         """The rule, re-anchored on a period boundary at most two periods before ``anchor``."""
         params = dict(spec)
+        params.pop("until_at")
         freq, interval, count = params["freq"], params["interval"], params.pop("count")
         dtstart = self._start
         if count is None and anchor > self._start:
@@ -339,7 +346,10 @@ class RRuleTrigger:
     def _candidates(self, start: datetime) -> Iterator[datetime]:
         rules = rruleset(cache=False)
         for spec in self._rules:
-            rules.rrule(self._rule_near(spec, start))
+            rule = self._rule_near(spec, start)
+            until = spec["until_at"]
+            # rruleset takes any iterable of wall times in increasing order.
+            rules.rrule(rule if until is None else self._until_bounded(rule, until))
         for value in self._rdates:
             if value > start:
                 rules.rdate(value)
@@ -347,6 +357,13 @@ class RRuleTrigger:
             rules.exdate(value)
         found: Iterator[datetime] = rules.xafter(start, inc=False)
         return found
+
+    def _until_bounded(self, rule: Recurrence, until: datetime) -> Iterator[datetime]:
+        """The rule's wall times whose instants are not after UNTIL (dateutil's own bound is a
+        transition window later, in wall time)."""
+        for wall in rule:
+            if resolve_rfc5545(wall, self._tz) <= until:
+                yield wall
 
     def _resolve(self, wall: datetime) -> list[Fire]:
         at = resolve_rfc5545(wall, self._tz)

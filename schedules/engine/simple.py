@@ -62,4 +62,6 @@ class FixedDelayTrigger:
 
     def next_fire(self, after: datetime) -> Fire | None:
         require_aware(after, "after")
-        return Fire((after + timedelta(seconds=self.delay_seconds)).astimezone(UTC))
+        # In UTC: Python adds a timedelta to a zoned datetime in wall time (23:00 CET + 6 h is 05:00
+        # CEST on a spring-forward night, five hours later).
+        return Fire(after.astimezone(UTC) + timedelta(seconds=self.delay_seconds))

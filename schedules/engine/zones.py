@@ -13,8 +13,10 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from zoneinfo import ZoneInfo
 
-# No zone shifts its clock by more than two hours at once, so transitions further apart than
-# this cannot reorder wall times: three hours is a safe window for every look-around here.
+# Since 1995 no zone has turned its clock back by more than three hours at once (Antarctica/
+# Casey's 3-hour shifts, until 2023, are the largest; forward jumps such as Pacific/Apia's
+# skipped day in 2011 make gaps, which never reorder wall times), so three hours is a safe
+# window for every look-around here. Older history has larger ones (Antarctica/Vostok 1994).
 TRANSITION_WINDOW = timedelta(hours=3)
 
 
@@ -77,6 +79,7 @@ def gap_end(wall: datetime, tz: ZoneInfo) -> datetime:
 
 def transition_near(instant: datetime, tz: ZoneInfo) -> bool:
     """Whether the UTC offset of ``tz`` changes within the window around ``instant``."""
+    instant = instant.astimezone(UTC)  # the window is elapsed time, not wall time
     offset = instant.astimezone(tz).utcoffset()
     return (instant - TRANSITION_WINDOW).astimezone(tz).utcoffset() != offset or (
         instant + TRANSITION_WINDOW

@@ -10,6 +10,13 @@ from scheduler_project.config import BASE_DIR
 ENGINE_MODULES = [
     "schedules.engine.spec",
     "schedules.engine.errors",
+    "schedules.engine.zones",
+    "schedules.engine.base",
+    "schedules.engine.cron",
+    "schedules.engine.rrule",
+    "schedules.engine.simple",
+    "schedules.engine.business",
+    "schedules.engine.compose",
     "runs.targets.spec",
     "calendars.sources",
     "calendars.engine",
