@@ -355,7 +355,7 @@ def _plan_slots(schedule: Schedule, now: datetime, active: int, trigger: Trigger
         ]
 
     plan = _Plan(runs=[], missed=[])
-    payload = {**schedule.job.payload, **schedule.payload}
+    payload = _run_payload(schedule)
     for slot_at, reason in missed:
         plan.missed.append(_run(schedule, slot_at, payload, RunStatus.MISSED, reason))
     for slot_at in to_run:
