@@ -22,3 +22,14 @@ class CalendarAdmin(ReadOnlyThroughServicesAdmin, admin.ModelAdmin):
     search_fields = ["name", "tenant_id", "id"]
     readonly_fields = ["id", "tenant_id", "created_at", "updated_at"]
     inlines = [CalendarDateInline]
+
+
+@admin.register(CalendarDate)
+class CalendarDateAdmin(ReadOnlyThroughServicesAdmin, admin.ModelAdmin):
+    """Custom holidays and working days across calendars."""
+
+    list_display = ["date", "kind", "name", "calendar"]
+    list_filter = ["kind"]
+    search_fields = ["name", "calendar__name", "calendar__tenant_id"]
+    list_select_related = ["calendar"]
+    date_hierarchy = "date"

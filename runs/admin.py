@@ -51,3 +51,15 @@ class RunAdmin(ReadOnlyAdmin, admin.ModelAdmin):
     inlines = [RunAttemptInline]
     # The ledger is history: operators read it; changes go through run services (retry, cancel).
     readonly_fields = [f.name for f in Run._meta.fields]
+
+
+@admin.register(RunAttempt)
+class RunAttemptAdmin(ReadOnlyAdmin, admin.ModelAdmin):
+    """Every attempt across runs: find failures by error, response status or worker."""
+
+    list_display = ["run", "series", "number", "worker_name", "started_at", "outcome", "response_status", "error_type"]
+    list_filter = ["outcome", "response_status"]
+    search_fields = ["run__id", "worker_name", "error_type", "error_message"]
+    list_select_related = ["run"]
+    date_hierarchy = "started_at"
+    readonly_fields = [f.name for f in RunAttempt._meta.fields]

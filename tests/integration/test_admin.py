@@ -21,8 +21,8 @@ from django_celery_beat.models import (
     SolarSchedule,
 )
 
-from calendars.models import Calendar
-from runs.models import Run, RunStatus
+from calendars.models import Calendar, CalendarDate
+from runs.models import Run, RunAttempt, RunStatus
 from scheduler_project.models import OutboxEvent
 from schedules.models import BeatLease, Job, Schedule
 from schedules.services import beat_lease_acquire
@@ -48,7 +48,7 @@ MODEL_IDS = [model._meta.label for model, _ in REGISTERED]
 
 # Tenant resources change only through the API (and the admin actions that call its services);
 # runs and outbox events are history. None of them may be added, edited or deleted here.
-READ_ONLY_MODELS = [Job, Schedule, Calendar, Run, OutboxEvent, BeatLease]
+READ_ONLY_MODELS = [Job, Schedule, Calendar, CalendarDate, Run, RunAttempt, OutboxEvent, BeatLease]
 
 SEARCH_MISS = "no-such-thing-anywhere"
 
@@ -62,14 +62,14 @@ def _build_samples(admin_user: User) -> dict[type[Model], Model]:
     has values to offer."""
     job = JobFactory(key="analytics.kpi_rebuild", queue="reports")
     calendar = CalendarFactory(name="Bavaria", country="DE", subdivision="BY")
-    CalendarDateFactory(calendar=calendar)
+    calendar_date = CalendarDateFactory(calendar=calendar)
     CalendarFactory(name="Wall Street", country="", market="NYSE")
     schedule = ScheduleFactory(name="KPI rebuild 02:00", job=job, calendar=calendar)
     ScheduleFactory(name="Paused report", enabled=False, timezone="America/New_York")
     worker = WorkerFactory(name="worker-1@host", status=WorkerStatus.ONLINE, active_runs=1)
     WorkerFactory(name="worker-2@host", status=WorkerStatus.OFFLINE, tenant_id=TENANT)
     run = RunFactory(schedule=schedule, status=RunStatus.SUCCEEDED, worker=worker, idempotency_key="kpi-2027-01")
-    RunAttemptFactory(run=run, worker=worker, worker_name=worker.name)
+    attempt = RunAttemptFactory(run=run, worker=worker, worker_name=worker.name)
     RunFactory(tenant_id=OTHER_TENANT, status=RunStatus.DEAD)
     event = OutboxEvent.objects.create(
         tenant_id=TENANT,
@@ -101,9 +101,11 @@ def _build_samples(admin_user: User) -> dict[type[Model], Model]:
         OutboxEvent: event,
         BeatLease: lease,
         Calendar: calendar,
+        CalendarDate: calendar_date,
         Job: job,
         Schedule: schedule,
         Run: run,
+        RunAttempt: attempt,
         Worker: worker,
     }
 
