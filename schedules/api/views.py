@@ -194,7 +194,7 @@ class ScheduleViewSet(TenantViewSet[Schedule]):
         key = request.headers.get("Idempotency-Key")
         if key is not None and not 0 < len(key) <= 200:
             raise ValidationFailed({"Idempotency-Key": ["Must be 1 to 200 characters."]})
-        data = self.validated(TriggerNowSerializer, request.data or {})
+        data = self.validated(TriggerNowSerializer, request.data)
         run, _ = services.schedule_trigger_now(
             schedule=self.get_object(), payload=data.get("payload"), idempotency_key=key
         )

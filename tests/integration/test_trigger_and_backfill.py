@@ -79,10 +79,11 @@ def test_idempotency_keys_are_per_tenant(client_for: Any, schedule: Schedule) ->
     ("body", "headers", "field"),
     [
         ({"payload": [1]}, {}, "payload"),
+        ([], {}, "non_field_errors"),
         ({"priority": 1}, {}, "priority"),
         ({}, {"HTTP_IDEMPOTENCY_KEY": "x" * 201}, "Idempotency-Key"),
     ],
-    ids=["payload_not_object", "unknown_field", "key_too_long"],
+    ids=["payload_not_object", "body_not_object", "unknown_field", "key_too_long"],
 )
 def test_trigger_bad_input(api: APIClient, schedule: Schedule, body: Any, headers: Any, field: str) -> None:
     response = api.post(f"/api/v1/schedules/{schedule.pk}/trigger", body, format="json", **headers)
