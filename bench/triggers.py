@@ -8,7 +8,7 @@ baseline: croniter's own ``get_next`` on the same expression (a fresh iterator p
 is what answering "after this instant" takes), and plain dateutil ``rrule.after()`` with the
 same DTSTART. Then how the RRULE cost grows with the age of DTSTART: a daily rule asked about
 June 2027 whose DTSTART is a day, a year or ten years earlier, ours against plain dateutil.
-Last, what a cron costs within hours of a DST transition, where the search looks around.
+Last, what a cron costs within hours of a DST transition, where the search walks piecewise.
 Pure Python: no database, no Django. Single-threaded, so calls per second are per core.
 """
 
@@ -137,10 +137,10 @@ def main() -> None:
         print(f"{label:12} {ours:13.1f} {theirs:17.1f} {theirs / ours:13.1f}x {ours / fresh:15.2f}x")
 
     print("\nNear a transition (within 2 h of 2027-10-31 01:00 UTC, Berlin's fall back) against a week away")
-    print("(the search looks three hours either way of a transition: dense rules pay for every candidate)\n")
+    print("(the search walks the pieces between transitions: a few candidates each, dense or sparse)\n")
     print("{:42} {:>15} {:>15} {:>10}".format("trigger", "away us/call", "near us/call", "near/away"))
     transition = datetime(2027, 10, 31, 1, 0, tzinfo=UTC)
-    for expression, calls in (("0 2 * * *", 200), ("*/5 * * * *", 100), ("* * * * * *", 5)):
+    for expression, calls in (("0 2 * * *", 200), ("*/5 * * * *", 100), ("* * * * * *", 100)):
         trigger = CronTrigger(expression, ZONE)
         near = [transition + timedelta(hours=-2 + 4 * i / calls, seconds=17) for i in range(calls)]
         away = [moment - timedelta(days=7) for moment in near]

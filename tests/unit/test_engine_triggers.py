@@ -25,7 +25,7 @@ from __future__ import annotations
 import calendar as month_calendar
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
@@ -38,7 +38,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from calendars.engine import BusinessCalendar
-from schedules.engine.base import Fire, Trigger, fires
+from schedules.engine.base import Fire, Trigger, fires, next_after, search
 from schedules.engine.business import BoundedTrigger, BusinessDayTrigger, CalendarPolicyTrigger
 from schedules.engine.compose import build_trigger, first_fire
 from schedules.engine.cron import CronTrigger
@@ -788,6 +788,87 @@ def test_dst_gap_fires_explain_the_move() -> None:
 def test_unmoved_fires_carry_no_explanation() -> None:
     for fire in fires(CronTrigger("*/30 * * * *", BERLIN), local("2027-10-31T01:45", BERLIN), 5):
         assert (fire.note, fire.kind, fire.moved_from) == ("", "", "")
+
+
+# Dense crons across transitions: the search walks the pieces between transitions, and must give
+# exactly the elapsed-time fires a brute-force scan of UTC instants finds (every instant whose
+# wall time matches: nothing in a gap, both passes of a repeated hour).
+DENSE_TRANSITIONS = [
+    ("berlin_spring_forward", BERLIN, datetime(2027, 3, 28, 1, 0, tzinfo=UTC)),
+    ("berlin_fall_back", BERLIN, datetime(2027, 10, 31, 1, 0, tzinfo=UTC)),
+    ("new_york_spring_forward", NEW_YORK, datetime(2027, 3, 14, 7, 0, tzinfo=UTC)),
+    ("new_york_fall_back", NEW_YORK, datetime(2027, 11, 7, 6, 0, tzinfo=UTC)),
+    ("lord_howe_fall_back", LORD_HOWE, datetime(2027, 4, 3, 15, 0, tzinfo=UTC)),
+    ("lord_howe_spring_forward", LORD_HOWE, datetime(2027, 10, 2, 15, 30, tzinfo=UTC)),
+]
+
+
+def scanned_fires(zone: str, start: datetime, end: datetime, step: timedelta, matches: Callable[[datetime], bool]):
+    """Every instant in (start, end] on the ``step`` grid whose wall time in ``zone`` matches."""
+    tz, found, instant = ZoneInfo(zone), [], start + step
+    while instant <= end:
+        if matches(instant.astimezone(tz).replace(tzinfo=None)):
+            found.append(instant)
+        instant += step
+    return found
+
+
+def fires_until(trigger: Trigger, start: datetime, end: datetime) -> list[datetime]:
+    found, after = [], start
+    while (fire := trigger.next_fire(after)) is not None and fire.at <= end:
+        found.append(fire.at)
+        after = fire.at
+    return found
+
+
+@pytest.mark.parametrize(
+    ("zone", "transition"), [c[1:] for c in DENSE_TRANSITIONS], ids=[c[0] for c in DENSE_TRANSITIONS]
+)
+def test_per_second_cron_fires_every_second_across_a_transition(zone: str, transition: datetime) -> None:
+    before, at = (transition - timedelta(seconds=1)).astimezone(ZoneInfo(zone)), transition.astimezone(ZoneInfo(zone))
+    assert before.utcoffset() != at.utcoffset()
+    trigger = CronTrigger("* * * * * *", zone)
+    start, end = transition - timedelta(minutes=20), transition + timedelta(minutes=20)
+    assert fires_until(trigger, start, end) == scanned_fires(zone, start, end, timedelta(seconds=1), lambda _: True)
+    # From anywhere within the search's window either side, and off the second: the next second.
+    for seconds in range(-4 * 3600, 4 * 3600, 437):
+        after = transition + timedelta(seconds=seconds, microseconds=250_000)
+        assert next_after(trigger, after) == after.replace(microsecond=0) + timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("zone", "transition"), [c[1:] for c in DENSE_TRANSITIONS], ids=[c[0] for c in DENSE_TRANSITIONS]
+)
+@pytest.mark.parametrize("expression", ["*/5 * * * *", "*/20 * * * * *"])
+def test_dense_cron_across_a_transition_matches_a_scan_of_utc(zone: str, transition: datetime, expression: str) -> None:
+    step, start, end = timedelta(seconds=1), transition - timedelta(hours=4), transition + timedelta(hours=4)
+    if expression == "*/5 * * * *":
+        expected = scanned_fires(zone, start, end, step * 60, lambda wall: wall.minute % 5 == 0)
+    else:
+        start, end = transition - timedelta(hours=1), transition + timedelta(hours=1)
+        expected = scanned_fires(zone, start, end, step, lambda wall: wall.second % 20 == 0)
+    assert fires_until(CronTrigger(expression, zone), start, end) == expected
+
+
+@pytest.mark.parametrize(
+    ("zone", "transition"), [c[1:] for c in DENSE_TRANSITIONS], ids=[c[0] for c in DENSE_TRANSITIONS]
+)
+def test_search_near_a_transition_walks_few_candidates(zone: str, transition: datetime) -> None:
+    trigger = CronTrigger("* * * * * *", zone)
+    walked = 0
+
+    def counted(start: datetime) -> Iterator[datetime]:
+        nonlocal walked
+        for wall in trigger._candidates(start):
+            walked += 1
+            yield wall
+
+    calls = 0
+    for seconds in range(-4 * 3600, 4 * 3600, 599):
+        after = transition + timedelta(seconds=seconds)
+        assert search(counted, trigger._resolve, after, trigger._tz) == Fire(after + timedelta(seconds=1))
+        calls += 1
+    assert walked <= 10 * calls  # not the 21,600 candidates of a six-hour window
 
 
 FIXED_DELAY_CASES = [
