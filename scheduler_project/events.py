@@ -9,17 +9,28 @@ from django.db import transaction
 from scheduler_project.models import OutboxEvent
 
 
+def event_build(
+    *, tenant_id: str, type: str, aggregate_type: str, aggregate_id: Any, data: dict[str, Any]
+) -> OutboxEvent:
+    """An event, not yet written: give it to :func:`events_record`."""
+    return OutboxEvent(
+        tenant_id=tenant_id, type=type, aggregate_type=aggregate_type, aggregate_id=str(aggregate_id), data=data
+    )
+
+
+def events_record(events: list[OutboxEvent]) -> None:
+    """Append events to the outbox in one statement, inside the transaction that made the change."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("events must be recorded inside transaction.atomic()")
+    OutboxEvent.objects.bulk_create(events)
+
+
 def event_record(
     *, tenant_id: str, type: str, aggregate_type: str, aggregate_id: Any, data: dict[str, Any]
 ) -> OutboxEvent:
     """Append an event to the outbox. Must run inside the transaction that made the change."""
-    connection = transaction.get_connection()
-    if not connection.in_atomic_block:
-        raise RuntimeError("event_record() must be called inside transaction.atomic()")
-    return OutboxEvent.objects.create(
-        tenant_id=tenant_id,
-        type=type,
-        aggregate_type=aggregate_type,
-        aggregate_id=str(aggregate_id),
-        data=data,
+    event = event_build(
+        tenant_id=tenant_id, type=type, aggregate_type=aggregate_type, aggregate_id=aggregate_id, data=data
     )
+    events_record([event])
+    return event

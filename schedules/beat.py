@@ -62,11 +62,12 @@ class Scheduler(DatabaseScheduler):
             if self.token is not None:
                 self._sweep()
             sleep = min(max_sleep, periodic_sleep, self._until_next_due())
-        except Exception:  # the beat must outlive a database hiccup; the next tick retries
+            return self._wait(sleep)
+        except Exception:  # the beat must outlive a database restart; the next tick retries
             logger.exception("beat tick failed; retrying")
             close_old_connections()
+            self._drop_listener()
             return min(max_sleep, 1.0)
-        return self._wait(sleep)
 
     def _lead(self) -> None:
         token = services.beat_lease_acquire(holder=self.identity, ttl=self.lease_ttl)
@@ -87,7 +88,7 @@ class Scheduler(DatabaseScheduler):
                 logger.warning("sweeper re-enqueued %d runs", resent)
 
     def _until_next_due(self) -> float:
-        due = services.schedule_next_due(now=timezone.now())
+        due = services.schedule_next_due()
         if due is None:
             return float(self.max_interval)
         return max(0.0, (due - timezone.now()).total_seconds())
@@ -119,9 +120,16 @@ class Scheduler(DatabaseScheduler):
                 cursor.execute(f"LISTEN {services.NOTIFY_CHANNEL}")
         return self._listener
 
+    def _drop_listener(self) -> None:
+        if self._listener is not None:
+            try:
+                self._listener.close()
+            except Exception:  # already broken: nothing left to close
+                logger.debug("closing a broken LISTEN connection failed", exc_info=True)
+            self._listener = None
+
     def close(self) -> None:
         if self.token is not None:
             services.beat_lease_release(holder=self.identity)
-        if self._listener is not None:
-            self._listener.close()
+        self._drop_listener()
         super().close()

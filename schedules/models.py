@@ -7,12 +7,6 @@ from django.db import models
 from scheduler_project.models import TenantModel
 
 
-class TargetType(models.TextChoices):
-    HTTP = "HTTP", "HTTP webhook"
-    EVENT = "EVENT", "Event on the message bus"
-    QUEUE = "QUEUE", "Message on a broker queue"
-
-
 class BackoffStrategy(models.TextChoices):
     FIXED = "FIXED", "Fixed"
     EXPONENTIAL = "EXPONENTIAL", "Exponential"
@@ -26,7 +20,7 @@ class Job(TenantModel):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     # {"type": "HTTP", "method": ..., "url": ..., "headers": {...}} and the like; the shape
-    # is checked by schedules.targets on every write.
+    # is checked by runs.targets.spec on every write.
     target = models.JSONField()
     payload = models.JSONField(default=dict, blank=True)
     max_attempts = models.PositiveSmallIntegerField(default=3)

@@ -1,4 +1,5 @@
-"""Writes to jobs and schedules. Every write is atomic and reports itself as a domain event."""
+"""Writes to jobs and schedules, and the dispatch of due schedules. Every write is atomic;
+schedule changes and missed slots are reported as domain events in the same transaction."""
 
 from __future__ import annotations
 
@@ -24,11 +25,11 @@ from runs.models import ACTIVE_STATUSES, FINAL_STATUSES, SLOT_KINDS, Run, RunKin
 from runs.services import run_enqueue
 from runs.targets.spec import InvalidTarget, parse_target
 from scheduler_project.errors import Conflict, ValidationFailed
-from scheduler_project.events import event_record
+from scheduler_project.events import event_build, event_record, events_record
 from schedules.engine.base import Fire, Trigger, next_after
 from schedules.engine.compose import build_trigger, first_fire
 from schedules.engine.errors import InvalidTrigger
-from schedules.engine.spec import OneShotSpec, dump_trigger, parse_trigger
+from schedules.engine.spec import BusinessDaySpec, OneShotSpec, dump_trigger, parse_trigger
 from schedules.models import BackoffStrategy, BeatLease, Job, MisfirePolicy, OverlapPolicy, Schedule
 from schedules.selectors import schedule_business_calendar, schedule_trigger
 
@@ -160,6 +161,7 @@ def _schedule_event(schedule: Schedule, event: str) -> None:
 def _resolve(schedule: Schedule, data: dict[str, Any]) -> None:
     """Apply validated input to a schedule, checking what needs the database or the engine."""
     errors: dict[str, list[str]] = {}
+    was_enabled = schedule.enabled and not schedule._state.adding
     tenant_id = schedule.tenant_id
     for field, value in data.items():
         if field == "job":
@@ -196,33 +198,31 @@ def _resolve(schedule: Schedule, data: dict[str, Any]) -> None:
         errors["end_at"] = ["Must be later than start_at."]
     if errors:
         raise ValidationFailed(errors)
-    if schedule._state.adding or TIMING_FIELDS & set(data):
+    resumed = data.get("enabled") is True and not was_enabled
+    if schedule._state.adding or resumed or TIMING_FIELDS & set(data):
         schedule.next_fire_at = _first_fire_or_fail(schedule)
 
 
 # Fields whose change moves the schedule's next fire time.
-TIMING_FIELDS = frozenset({"trigger", "timezone", "calendar", "calendar_policy", "start_at", "end_at"})
+TIMING_FIELDS = frozenset(
+    {"trigger", "timezone", "calendar", "calendar_policy", "start_at", "end_at", "jitter_seconds"}
+)
 
 
 def _first_fire_or_fail(schedule: Schedule) -> datetime:
-    """The schedule's first fire from now; a 400 naming the cause when there is none."""
+    """The schedule's next fire time from now (its jitter included); a 400 naming the cause
+    when there is none."""
     now = timezone.now()
+    fire_at = _next_fire(schedule, now=now)
+    if fire_at is not None:
+        return fire_at
     spec = parse_trigger(schedule.trigger)
-    created_at = schedule.created_at or now
-    try:
-        calendar = schedule_business_calendar(schedule)
-        trigger = schedule_trigger(schedule, calendar=calendar)
-        plain = build_trigger(spec, timezone=schedule.timezone)
-    except InvalidTrigger as exc:
-        raise ValidationFailed(_prefixed("trigger", exc.errors)) from None
-    except InvalidCalendar as exc:
-        raise ValidationFailed({"calendar": [str(exc)]}) from None
-    fire = first_fire(spec, trigger, now=now, created_at=created_at, start_at=schedule.start_at)
-    if fire is not None:
-        return fire.at
-    if first_fire(spec, plain, now=now, created_at=created_at) is None:
-        if isinstance(spec, OneShotSpec):
-            raise ValidationFailed({"trigger.run_at": [f"{spec.run_at} is in the past; a one-shot must lie ahead."]})
+    if isinstance(spec, OneShotSpec):
+        raise ValidationFailed({"trigger.run_at": [f"{spec.run_at} is in the past; a one-shot must lie ahead."]})
+    # Is it the rule itself, or what the bounds and the calendar leave of it?
+    calendar = schedule_business_calendar(schedule) if isinstance(spec, BusinessDaySpec) else None
+    plain = build_trigger(spec, timezone=schedule.timezone, calendar=calendar)
+    if first_fire(spec, plain, now=now, created_at=schedule.created_at or now) is None:
         raise ValidationFailed({"trigger": ["The rule has no fire time after now (is its UNTIL or COUNT spent?)."]})
     if schedule.end_at is not None:
         raise ValidationFailed({"end_at": [f"No fire time between now and end_at {schedule.end_at.isoformat()}."]})
@@ -272,22 +272,27 @@ def schedule_set_enabled(*, schedule: Schedule, enabled: bool) -> Schedule:
 
 
 def _next_fire(schedule: Schedule, *, now: datetime) -> datetime | None:
+    """When the schedule next fires from ``now``: its next slot plus its jitter."""
     fire = first_fire(
         parse_trigger(schedule.trigger),
-        schedule_trigger(schedule),
+        _engine_trigger(schedule),
         now=now,
-        created_at=schedule.created_at,
+        created_at=schedule.created_at or now,
         start_at=schedule.start_at,
     )
-    return fire.at if fire else None
+    return fire.at + _jitter(schedule) if fire else None
 
 
 def schedule_refresh_next_fire(*, schedules: Iterable[Schedule]) -> None:
-    """Recompute next_fire_at from now, e.g. after their calendar changed."""
+    """Recompute next_fire_at from now, e.g. after their calendar changed, and wake the beats."""
     now = timezone.now()
-    for schedule in schedules:
+    changed = list(schedules)
+    for schedule in changed:
         schedule.next_fire_at = _next_fire(schedule, now=now)
-        schedule.save(update_fields=["next_fire_at", "updated_at"])
+        schedule.updated_at = now
+    Schedule.objects.bulk_update(changed, ["next_fire_at", "updated_at"])
+    if changed:
+        _wake_beats()
 
 
 @transaction.atomic
@@ -483,9 +488,9 @@ def schedule_dispatch_due(*, now: datetime, limit: int = 500) -> list[UUID]:
             runs += plan.runs + plan.missed
         Run.objects.bulk_create(runs, ignore_conflicts=True)
         written = set(Run.objects.filter(pk__in=[r.pk for r in runs]).values_list("pk", flat=True))
-        for run in runs:
-            if run.pk in written and run.status == RunStatus.MISSED:
-                event_record(
+        events_record(
+            [
+                event_build(
                     tenant_id=run.tenant_id,
                     type="scheduler.run.missed",
                     aggregate_type="run",
@@ -497,6 +502,10 @@ def schedule_dispatch_due(*, now: datetime, limit: int = 500) -> list[UUID]:
                         "reason": run.reason,
                     },
                 )
+                for run in runs
+                if run.pk in written and run.status == RunStatus.MISSED
+            ]
+        )
         _advance(schedules)
         to_execute = [r.pk for r in runs if r.pk in written and r.status == RunStatus.SCHEDULED]
         transaction.on_commit(lambda: run_enqueue(run_ids=to_execute))
@@ -531,7 +540,7 @@ def _advance(schedules: list[Schedule]) -> None:
         )
 
 
-def schedule_next_due(*, now: datetime) -> datetime | None:
+def schedule_next_due() -> datetime | None:
     """When the earliest enabled schedule is due (one index probe)."""
     return (
         Schedule.objects.filter(enabled=True, next_fire_at__isnull=False)
@@ -662,6 +671,8 @@ def schedule_backfill(
         errors["mode"] = [f"Must be one of {', '.join(BACKFILL_MODES)}."]
     if end < start:
         errors["end"] = ["Must not be before start."]
+    elif end > timezone.now():
+        errors["end"] = ["Must not be in the future: future slots are the beat's to run."]
     if schedule.trigger.get("type") == "FIXED_DELAY":
         errors["schedule"] = ["A FIXED_DELAY schedule has no slots: its runs follow each other's finish."]
     if errors:
@@ -712,7 +723,11 @@ def schedule_backfill(
             for item in plan
             if item.action == "create"
         ]
-        Run.objects.bulk_create(created)
+        try:
+            with transaction.atomic():
+                Run.objects.bulk_create(created)
+        except IntegrityError:  # the beat or another backfill wrote one of these slots just now
+            raise Conflict("Another writer created runs for some of these slots meanwhile; try again.") from None
         rerun = [item.run.pk for item in plan if item.action == "rerun" and item.run is not None]
         Run.objects.filter(pk__in=rerun).update(
             status=RunStatus.SCHEDULED,

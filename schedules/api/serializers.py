@@ -23,6 +23,7 @@ from schedules.models import (
     OverlapPolicy,
     Schedule,
 )
+from schedules.services import BACKFILL_MODES
 
 KEY_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:\-]*$"
 QUEUE_PATTERN = r"^[A-Za-z0-9_.:\-]+$"
@@ -36,7 +37,7 @@ class TargetField(JSONObjectField):
 class TriggerField(JSONObjectField):
     """A trigger document: ``{"type": "CRON", "expression": "0 2 * * *"}``, ``{"type": "RRULE",
     "rrule": ..., "dtstart": ...}``, ``{"type": "FIXED_DELAY", "delay_seconds": ...}`` or
-    ``{"type": "ONE_SHOT", "run_at": ...}``."""
+    ``{"type": "ONE_SHOT", "run_at": ...}`` or ``{"type": "BUSINESS_DAY", "day": ..., "at": ...}``."""
 
     def to_internal_value(self, data: Any) -> Any:
         value = super().to_internal_value(data)
@@ -213,7 +214,7 @@ class BackfillSerializer(InputSerializer):
     start = AwareDateTimeField(help_text="First slot instant to consider (included).")
     end = AwareDateTimeField(help_text="Last slot instant to consider (included).")
     mode = serializers.ChoiceField(
-        choices=["missing", "failed", "all"],
+        choices=BACKFILL_MODES,
         required=False,
         default="missing",
         help_text="missing: slots with no run or one that never executed; failed: FAILED, DEAD or "

@@ -177,7 +177,7 @@ ENDPOINTS = [
         scopes.OPERATE,
         202,
         make=lambda t: ScheduleFactory(tenant_id=t),
-        body=lambda t: {"start": "2027-05-01T00:00:00Z", "end": "2027-05-01T03:00:00Z"},
+        body=lambda t: {"start": "2026-05-01T00:00:00Z", "end": "2026-05-01T03:00:00Z"},
     ),
     Endpoint(
         "triggers-preview",

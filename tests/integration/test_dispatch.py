@@ -235,7 +235,7 @@ def test_paused_and_future_schedules_are_not_dispatched(queue: str) -> None:
     assert services.schedule_dispatch_due(now=NOW) == []
     assert _runs(paused) == []
     assert _runs(future) == []
-    assert services.schedule_next_due(now=NOW) == NOW + timedelta(seconds=1)
+    assert services.schedule_next_due() == NOW + timedelta(seconds=1)
 
 
 @pytest.mark.django_db(transaction=True)

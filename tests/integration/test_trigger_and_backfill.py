@@ -18,7 +18,7 @@ from tests.factories import OTHER_TENANT, JobFactory, RunFactory, ScheduleFactor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 HOURLY = {"version": 1, "type": "CRON", "expression": "0 * * * *"}
-START = datetime(2027, 5, 1, 0, 0, tzinfo=UTC)
+START = datetime(2026, 5, 1, 0, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def test_trigger_without_a_body_and_on_a_paused_schedule(api: APIClient, schedul
 
 
 def test_idempotency_key_returns_the_same_run(api: APIClient, schedule: Schedule, queue: str) -> None:
-    headers = {"HTTP_IDEMPOTENCY_KEY": "nightly-2027-05-01"}
+    headers = {"HTTP_IDEMPOTENCY_KEY": "nightly-2026-05-01"}
     first = api.post(f"/api/v1/schedules/{schedule.pk}/trigger", format="json", **headers)
     again = api.post(f"/api/v1/schedules/{schedule.pk}/trigger", format="json", **headers)
     assert first.status_code == again.status_code == 202
@@ -110,10 +110,10 @@ def test_backfill_creates_one_run_per_missing_slot_and_is_idempotent(
     assert response.status_code == 202, response.content
     actions = [(slot["scheduled_for"], slot["action"]) for slot in response.json()["slots"]]
     assert actions == [
-        ("2027-05-01T00:00:00Z", "create"),
-        ("2027-05-01T01:00:00Z", "keep"),
-        ("2027-05-01T02:00:00Z", "rerun"),
-        ("2027-05-01T03:00:00Z", "create"),
+        ("2026-05-01T00:00:00Z", "create"),
+        ("2026-05-01T01:00:00Z", "keep"),
+        ("2026-05-01T02:00:00Z", "rerun"),
+        ("2026-05-01T03:00:00Z", "create"),
     ]
     created = Run.objects.filter(schedule=schedule, kind=RunKind.BACKFILL)
     assert sorted(run.scheduled_for for run in created) == [START, end]
@@ -147,13 +147,14 @@ def test_backfill_failed_mode_and_dry_run(api: APIClient, schedule: Schedule, qu
 @pytest.mark.parametrize(
     ("body", "status", "field"),
     [
-        ({"start": "2027-05-02T00:00:00Z", "end": "2027-05-01T00:00:00Z"}, 400, "end"),
-        ({"start": "2027-05-01T00:00:00Z", "end": "2027-08-01T00:00:00Z"}, 400, "end"),
-        ({"start": "2027-05-01T00:00:00", "end": "2027-05-02T00:00:00Z"}, 400, "start"),
-        ({"start": "2027-05-01T00:00:00Z", "end": "2027-05-02T00:00:00Z", "mode": "some"}, 400, "mode"),
-        ({"end": "2027-05-02T00:00:00Z"}, 400, "start"),
+        ({"start": "2026-05-02T00:00:00Z", "end": "2026-05-01T00:00:00Z"}, 400, "end"),
+        ({"start": "2026-05-01T00:00:00Z", "end": "2026-08-01T00:00:00Z"}, 400, "end"),
+        ({"start": "2026-05-01T00:00:00", "end": "2026-05-02T00:00:00Z"}, 400, "start"),
+        ({"start": "2026-05-01T00:00:00Z", "end": "2026-05-02T00:00:00Z", "mode": "some"}, 400, "mode"),
+        ({"end": "2026-05-02T00:00:00Z"}, 400, "start"),
+        ({"start": "2026-05-01T00:00:00Z", "end": "2099-01-01T00:00:00Z"}, 400, "end"),
     ],
-    ids=["reversed_range", "too_many_slots", "naive_start", "unknown_mode", "missing_start"],
+    ids=["reversed_range", "too_many_slots", "naive_start", "unknown_mode", "missing_start", "end_in_the_future"],
 )
 def test_backfill_bad_input(api: APIClient, schedule: Schedule, body: Any, status: int, field: str) -> None:
     response = _backfill(api, schedule, **body)

@@ -325,3 +325,38 @@ def test_changing_a_calendar_moves_its_schedules(api: APIClient) -> None:
     moved = datetime.fromisoformat(api.get(f"/api/v1/schedules/{created['id']}").json()["next_fire_at"])
     assert moved > first
     assert moved.date() != first.date()
+
+
+def test_a_business_day_schedule_is_created_with_its_calendar(api: APIClient) -> None:
+    calendar = CalendarFactory(country="DE", subdivision="BY")
+    response = _create(
+        api,
+        timezone="Europe/Berlin",
+        calendar=str(calendar.pk),
+        trigger={"type": "BUSINESS_DAY", "day": -1, "at": "18:00"},
+    )
+    assert response.status_code == 201, response.content
+    local = datetime.fromisoformat(response.json()["next_fire_at"]).astimezone(ZoneInfo("Europe/Berlin"))
+    assert (local.hour, local.minute) == (18, 0)
+    assert local.weekday() < 5
+
+
+def test_next_fire_at_includes_the_schedules_jitter(api: APIClient) -> None:
+    plain = _create(api, timezone="UTC").json()
+    jittered = _create(api, timezone="UTC", jitter_seconds=3600).json()
+    offset = datetime.fromisoformat(jittered["next_fire_at"]) - datetime.fromisoformat(plain["next_fire_at"])
+    schedule = Schedule.objects.get(pk=jittered["id"])
+    from schedules.services import _jitter
+
+    assert offset == _jitter(schedule)
+    patched = api.patch(f"/api/v1/schedules/{plain['id']}", {"jitter_seconds": 3600}, format="json").json()
+    assert datetime.fromisoformat(patched["next_fire_at"]) == datetime.fromisoformat(plain["next_fire_at"]) + _jitter(
+        Schedule.objects.get(pk=plain["id"])
+    )
+
+
+def test_resuming_through_patch_recomputes_next_fire_at_from_now(api: APIClient) -> None:
+    schedule = ScheduleFactory(enabled=False, next_fire_at=datetime(2020, 1, 1, tzinfo=UTC), timezone="UTC")
+    response = api.patch(f"/api/v1/schedules/{schedule.pk}", {"enabled": True}, format="json")
+    assert response.status_code == 200, response.content
+    assert datetime.fromisoformat(response.json()["next_fire_at"]) > timezone.now()
