@@ -750,10 +750,15 @@ def schedule_backfill(
     return plan
 
 
-def _engine_trigger(schedule: Schedule) -> Trigger:
+def trigger_or_400(build: Callable[[], Trigger]) -> Trigger:
+    """Build a trigger, turning the engine's refusals into 400s on the right fields."""
     try:
-        return schedule_trigger(schedule)
+        return build()
     except InvalidTrigger as exc:
         raise ValidationFailed(_prefixed("trigger", exc.errors)) from None
     except InvalidCalendar as exc:
         raise ValidationFailed({"calendar": [str(exc)]}) from None
+
+
+def _engine_trigger(schedule: Schedule) -> Trigger:
+    return trigger_or_400(lambda: schedule_trigger(schedule))

@@ -37,7 +37,6 @@ from schedules.api.serializers import (
 )
 from schedules.engine.base import Trigger, fires
 from schedules.engine.compose import build_trigger
-from schedules.engine.errors import InvalidTrigger
 from schedules.engine.spec import parse_trigger
 from schedules.models import Job, Schedule
 
@@ -185,7 +184,7 @@ class ScheduleViewSet(TenantViewSet[Schedule]):
     def preview(self, request: Request, pk: str) -> Response:
         query = PreviewQuerySerializer.from_query(request.query_params).validated_data
         schedule = self.get_object()
-        trigger = _engine_call(lambda: selectors.schedule_trigger(schedule))
+        trigger = services.trigger_or_400(lambda: selectors.schedule_trigger(schedule))
         after = query.get("after") or timezone.now()
         return Response(_preview(trigger, schedule.timezone, after, query["count"]))
 
@@ -216,16 +215,6 @@ class ScheduleViewSet(TenantViewSet[Schedule]):
     def disable(self, request: Request, pk: str) -> Response:
         schedule = services.schedule_set_enabled(schedule=self.get_object(), enabled=False)
         return Response(ScheduleOutputSerializer(schedule).data)
-
-
-def _engine_call(build: Callable[[], Trigger]) -> Trigger:
-    """Build a trigger, turning the engine's refusals into 400s on the right fields."""
-    try:
-        return build()
-    except InvalidTrigger as exc:
-        raise ValidationFailed({f"trigger.{k}" if k else "trigger": v for k, v in exc.errors.items()}) from None
-    except InvalidCalendar as exc:
-        raise ValidationFailed({"calendar": [str(exc)]}) from None
 
 
 def _preview(trigger: Trigger, timezone_name: str, after: datetime, count: int) -> dict[str, Any]:
@@ -290,7 +279,7 @@ class TriggerViewSet(TenantViewSet[Schedule]):
                     working_days=frozenset(day for day, _ in rules.get("working_days", [])),
                 )
             )
-        trigger = _engine_call(
+        trigger = services.trigger_or_400(
             lambda: build_trigger(
                 parse_trigger(data["trigger"]),
                 timezone=timezone_name,
