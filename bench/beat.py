@@ -122,6 +122,7 @@ from django_celery_beat.schedulers import DatabaseScheduler
 from scheduler_project.celery import app as celery_app
 from schedules import services
 from schedules.beat import Scheduler
+from schedules.wakeup import NOTIFY_CHANNEL
 
 BROKER = redis.Redis.from_url(ARGS.redis)
 
@@ -592,7 +593,7 @@ def lag(variant: str, seconds: int, rate: int, workdir: Path) -> dict[str, Any]:
                 {"tenant": TENANT, "jobs": JOBS, "first": 0, "last": rate - 1, "t0": t0},
             )
         sql("ANALYZE schedules_schedule")
-        sql(f"NOTIFY {services.NOTIFY_CHANNEL}")  # what the services send on a change
+        sql(f"NOTIFY {NOTIFY_CHANNEL}")  # what the services send on a change
         end = t0 + timedelta(seconds=seconds)
         _sleep_until(end + timedelta(seconds=1.5))
         status = Path(f"/proc/{beat.pid}/status").read_text()

@@ -24,6 +24,9 @@ class RunStatus(models.TextChoices):
 
 ACTIVE_STATUSES = (RunStatus.SCHEDULED, RunStatus.QUEUED, RunStatus.RUNNING, RunStatus.RETRYING)
 FINAL_STATUSES = tuple(s for s in RunStatus if s not in ACTIVE_STATUSES)
+# What an operator may cancel (not started yet, or waiting for a retry) and retry (finished badly).
+CANCELLABLE_STATUSES = (RunStatus.SCHEDULED, RunStatus.QUEUED, RunStatus.RETRYING)
+RETRIABLE_STATUSES = (RunStatus.FAILED, RunStatus.DEAD, RunStatus.CANCELLED)
 
 
 class RunKind(models.TextChoices):
@@ -54,7 +57,14 @@ class Run(TenantModel):
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # RETRYING: when the next attempt is due (the beat enqueues it then; no broker ETA).
     next_attempt_at = models.DateTimeField(null=True, blank=True)
+    # RUNNING: the claim lasts until then (the job's timeout plus a grace); a run still RUNNING
+    # after it lost its worker, and the recovery retries it. An expired lease holds no slot.
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # QUEUED and waiting for a free slot of its job's concurrency limit (or of its schedule's
+    # BUFFER_ONE): its message was consumed, and the run that frees the slot enqueues it again.
+    blocked_at = models.DateTimeField(null=True, blank=True)
     error_type = models.CharField(max_length=200, blank=True)
     error_message = models.TextField(blank=True)
     # Why a run was MISSED, SKIPPED or CANCELLED.
@@ -95,6 +105,29 @@ class Run(TenantModel):
                 name="run_unstarted_idx",
                 condition=models.Q(status__in=(RunStatus.SCHEDULED, RunStatus.QUEUED)),
             ),
+            # The beat: retries that are due.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="run_retry_due_idx",
+                condition=models.Q(status=RunStatus.RETRYING),
+            ),
+            # The recovery: running runs whose lease ran out (their worker died).
+            models.Index(
+                fields=["lease_expires_at"],
+                name="run_lease_idx",
+                condition=models.Q(status=RunStatus.RUNNING),
+            ),
+            # A concurrency slot: who holds one of a job's slots, and who waits for one.
+            models.Index(
+                fields=["job", "lease_expires_at"],
+                name="run_job_running_idx",
+                condition=models.Q(status=RunStatus.RUNNING),
+            ),
+            models.Index(
+                fields=["job", "blocked_at"],
+                name="run_job_blocked_idx",
+                condition=models.Q(blocked_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -134,6 +167,8 @@ class RunAttempt(models.Model):
     error_type = models.CharField(max_length=200, blank=True)
     error_message = models.TextField(blank=True)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Time from sending to the target's answer (an HTTP response's headers, a publish ack).
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
     response_excerpt = models.TextField(blank=True)
 
     class Meta:
@@ -150,3 +185,30 @@ class RunAttempt(models.Model):
         if self.finished_at is None:
             return None
         return int((self.finished_at - self.started_at).total_seconds() * 1000)
+
+
+class DeadLetter(TenantModel):
+    """A run whose retryable errors outlasted its attempts: what it carried and how it last
+    failed, kept for an operator to inspect and replay (``POST /runs/{id}/retry``)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="dead_letters")
+    job = models.ForeignKey("schedules.Job", on_delete=models.PROTECT, related_name="dead_letters")
+    series = models.PositiveSmallIntegerField()
+    attempts = models.PositiveSmallIntegerField()
+    payload = models.JSONField(default=dict, blank=True)
+    target = models.JSONField(default=dict, blank=True)
+    error_type = models.CharField(max_length=200, blank=True)
+    error_message = models.TextField(blank=True)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Set when the run was retried from here.
+    replayed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "series"], name="dead_letter_one_per_series"),
+        ]
+        indexes = [models.Index(fields=["tenant_id", "-created_at"], name="dead_letter_tenant_idx")]
+
+    def __str__(self) -> str:
+        return f"dead letter of {self.run_id} (series {self.series})"

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import datetime
+from uuid import UUID
+
 from django.db.models import QuerySet
 
 from runs.models import Run
@@ -10,4 +14,26 @@ def run_list(*, tenant_id: str) -> QuerySet[Run]:
 
 
 def run_get_with_attempts(*, tenant_id: str) -> QuerySet[Run]:
-    return run_list(tenant_id=tenant_id).prefetch_related("attempts")
+    return run_list(tenant_id=tenant_id).prefetch_related("attempts", "dead_letters")
+
+
+def runs_matching(
+    *,
+    tenant_id: str,
+    status: Iterable[str],
+    job: UUID | None = None,
+    schedule: UUID | None = None,
+    scheduled_for_after: datetime | None = None,
+    scheduled_for_before: datetime | None = None,
+) -> QuerySet[Run]:
+    """The tenant's runs in one of ``status``, narrowed by each filter given."""
+    runs = Run.objects.filter(tenant_id=tenant_id, status__in=list(status))
+    if job is not None:
+        runs = runs.filter(job_id=job)
+    if schedule is not None:
+        runs = runs.filter(schedule_id=schedule)
+    if scheduled_for_after is not None:
+        runs = runs.filter(scheduled_for__gte=scheduled_for_after)
+    if scheduled_for_before is not None:
+        runs = runs.filter(scheduled_for__lte=scheduled_for_before)
+    return runs

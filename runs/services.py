@@ -1,42 +1,115 @@
-"""Writes to runs: enqueueing them on the broker, and finding the ones the broker lost."""
+"""Writes to runs: enqueueing, executing, retrying, cancelling, and recovering what was lost.
+
+Every state change is a conditional UPDATE (``WHERE status IN (...)``), so a message delivered
+twice, a late worker or two operators at once can never move a run backwards or run it twice:
+
+    SCHEDULED → QUEUED → RUNNING → SUCCEEDED
+                           RUNNING → RETRYING → QUEUED       (a retryable error, attempts left)
+                           RUNNING → FAILED                  (a fatal error)
+                           RUNNING → DEAD                    (retryable errors until attempts ran out)
+    SCHEDULED | QUEUED | RETRYING → CANCELLED
+    FAILED | DEAD | CANCELLED → SCHEDULED                    (a retry: a new attempt series)
+
+The database holds every timer: a retry waits as ``RETRYING`` with ``next_attempt_at`` (the beat
+enqueues it when due), a run over its job's concurrency limit waits as ``QUEUED`` with
+``blocked_at`` (the run that frees a slot enqueues it), and a ``RUNNING`` run holds a lease that
+the recovery takes back if its worker dies. Nothing waits in the broker or in a worker process.
+"""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from uuid import UUID
 
-from django.db.models import Q
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
-from runs.models import Run, RunStatus
+from runs.backoff import backoff_seconds
+from runs.models import (
+    CANCELLABLE_STATUSES,
+    RETRIABLE_STATUSES,
+    AttemptOutcome,
+    DeadLetter,
+    Run,
+    RunAttempt,
+    RunStatus,
+)
+from runs.routing import run_queue
+from runs.targets.base import Delivery, DeliveryError, DeliveryTimeout, Receipt
+from runs.targets.registry import deliver
 from scheduler_project.celery import app as celery_app
+from scheduler_project.errors import Conflict, ValidationFailed
+from scheduler_project.events import event_record
+from schedules.models import Job, OverlapPolicy, Schedule
+from schedules.wakeup import beats_wake
+
+logger = logging.getLogger(__name__)
 
 EXECUTE_TASK = "runs.execute_run"
+CLAIMABLE = (RunStatus.SCHEDULED, RunStatus.QUEUED)
+# Kept on the attempt: enough of an error to diagnose, not a whole HTML error page.
+MAX_ERROR_CHARS = 2000
+
+
+def _lease_grace() -> timedelta:
+    return timedelta(seconds=getattr(settings, "RUN_LEASE_GRACE_SECONDS", 30))
+
+
+# --- Enqueueing ---------------------------------------------------------------------------------
+
+
+def _publish(runs: Iterable[tuple[UUID, str, int]]) -> None:
+    """Send one execute message per (run id, queue, timeout). The message carries only the id:
+    the row is the truth, and a message delivered twice finds the run already claimed.
+
+    One pipelined round trip per batch on Redis (kombu's Producer.batch; other transports
+    publish one by one): a round trip per message capped a burst at ~1,000 runs/s. Giving
+    argsrepr/kwargsrepr, the headers Celery would build with saferepr, saves a fifth of
+    send_task's time (bench/beat.py). The time limits are a backstop behind the targets' own
+    deadline: a task still running past them is killed, and the run's lease brings it back.
+    """
+    with celery_app.producer_or_acquire() as producer, producer.batch():
+        for pk, queue, timeout in runs:
+            args = [str(pk)]
+            celery_app.send_task(
+                EXECUTE_TASK,
+                args=args,
+                queue=queue,
+                producer=producer,
+                argsrepr=repr(args),
+                kwargsrepr="{}",
+                soft_time_limit=timeout + 5,
+                time_limit=timeout + 15,
+            )
+
+
+def _routes(run_ids: list[UUID], **filters: Any) -> list[tuple[UUID, str, int]]:
+    rows = Run.objects.filter(pk__in=run_ids, **filters).values_list(
+        "pk", "job__queue", "job__required_capabilities", "job__timeout_seconds"
+    )
+    return [(pk, run_queue(queue, caps or []), timeout) for pk, queue, caps, timeout in rows]
 
 
 def run_enqueue(*, run_ids: Iterable[UUID]) -> int:
     """Publish each SCHEDULED run's message to its job's queue and mark it QUEUED.
 
     Called after the transaction that created the runs committed, so a worker never receives
-    an id it cannot see. The message carries only the run id: the row is the truth, and a
-    message delivered twice finds the run already claimed. Returns how many were sent.
+    an id it cannot see. Returns how many were sent.
     """
-    runs = list(Run.objects.filter(pk__in=list(run_ids), status=RunStatus.SCHEDULED).values_list("pk", "job__queue"))
-    if not runs:
+    routes = _routes(list(run_ids), status=RunStatus.SCHEDULED)
+    if not routes:
         return 0
-    # One pipelined round trip per batch on Redis (kombu's Producer.batch; other transports
-    # publish one by one): a round trip per message capped a burst at ~1,000 runs/s. Giving
-    # argsrepr/kwargsrepr, the headers Celery would build with saferepr, saves a fifth of
-    # send_task's time (bench/beat.py).
-    with celery_app.producer_or_acquire() as producer, producer.batch():
-        for pk, queue in runs:
-            args = [str(pk)]
-            celery_app.send_task(
-                EXECUTE_TASK, args=args, queue=queue, producer=producer, argsrepr=repr(args), kwargsrepr="{}"
-            )
+    _publish(routes)
     # Conditional: a worker may already have claimed a run whose message went out first.
-    return Run.objects.filter(pk__in=[pk for pk, _ in runs], status=RunStatus.SCHEDULED).update(
+    return Run.objects.filter(pk__in=[pk for pk, _, _ in routes], status=RunStatus.SCHEDULED).update(
         status=RunStatus.QUEUED, queued_at=timezone.now(), updated_at=timezone.now()
     )
 
@@ -44,7 +117,8 @@ def run_enqueue(*, run_ids: Iterable[UUID]) -> int:
 def run_sweep(*, now: datetime, stale_after: timedelta, limit: int = 1000) -> int:
     """Enqueue again what the broker may have lost: runs committed but never sent (a crash
     between commit and send), and QUEUED runs no worker started (a broker restart without
-    persistence). Re-sending is safe because execution claims a run by a conditional update."""
+    persistence, or a wake-up lost with its worker). Re-sending is safe because execution
+    claims a run by a conditional update."""
     cutoff = now - stale_after
     stale = list(
         Run.objects.filter(
@@ -55,5 +129,463 @@ def run_sweep(*, now: datetime, stale_after: timedelta, limit: int = 1000) -> in
     )
     if not stale:
         return 0
-    Run.objects.filter(pk__in=stale, status=RunStatus.QUEUED).update(status=RunStatus.SCHEDULED)
+    Run.objects.filter(pk__in=stale, status=RunStatus.QUEUED).update(status=RunStatus.SCHEDULED, blocked_at=None)
     return run_enqueue(run_ids=stale)
+
+
+def run_dispatch_retries(*, now: datetime, limit: int = 500) -> int:
+    """Enqueue the RETRYING runs whose next attempt is due (every beat calls this; SKIP LOCKED
+    shares the work). Returns how many were sent."""
+    with transaction.atomic():
+        due = list(
+            Run.objects.select_for_update(skip_locked=True)
+            .filter(status=RunStatus.RETRYING, next_attempt_at__lte=now)
+            .order_by("next_attempt_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not due:
+            return 0
+        Run.objects.filter(pk__in=due).update(
+            status=RunStatus.QUEUED, queued_at=now, next_attempt_at=None, updated_at=now
+        )
+        routes = _routes(due)
+        transaction.on_commit(lambda: _publish(routes))
+    return len(due)
+
+
+def run_next_retry_at() -> datetime | None:
+    """When the earliest waiting retry is due (the beat sleeps no longer than that)."""
+    return (
+        Run.objects.filter(status=RunStatus.RETRYING)
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+        .first()
+    )
+
+
+# --- Executing ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run this worker now executes: attempt ``number`` of ``series``, until ``lease_expires_at``."""
+
+    run: Run
+    job: Job
+    attempt: RunAttempt
+
+
+def run_execute(*, run_id: UUID, worker_name: str = "") -> str:
+    """Execute one delivery of a run's message: claim it, deliver to its target, record the outcome.
+
+    Returns what happened, for the task's log line: ``"not claimed"`` (a duplicate delivery, a
+    cancelled or finished run, or one now waiting for a concurrency slot) or the run's new status.
+    """
+    claim = run_claim(run_id=run_id, worker_name=worker_name)
+    if claim is None:
+        return "not claimed"
+    try:
+        receipt = deliver(run_delivery(claim))
+    except DeliveryError as error:
+        return run_attempt_failed(claim=claim, error=error)
+    except SoftTimeLimitExceeded:  # the backstop behind the target's own deadline
+        return run_attempt_failed(claim=claim, error=DeliveryTimeout("the task's soft time limit was reached"))
+    except Exception as exc:  # a bug must not leave the run RUNNING until its lease runs out
+        logger.exception("delivering run %s failed unexpectedly", run_id)
+        return run_attempt_failed(claim=claim, error=DeliveryError(str(exc) or type(exc).__name__))
+    return run_attempt_succeeded(claim=claim, receipt=receipt)
+
+
+@transaction.atomic
+def run_claim(*, run_id: UUID, worker_name: str = "", now: datetime | None = None) -> Claim | None:
+    """Take a SCHEDULED or QUEUED run for execution, or None when it is not claimable now.
+
+    Under a concurrency limit (the job's, or BUFFER_ONE on its schedule) a run that finds every
+    slot taken is marked waiting (``blocked_at``) and not claimed: the worker lets go of it, and
+    the run that frees a slot enqueues it again. The job row's lock makes counting the
+    slots and taking one a single step across the whole fleet.
+    """
+    now = now or timezone.now()
+    run = (
+        Run.objects.select_for_update(of=("self",))
+        .select_related("job", "schedule")
+        .filter(pk=run_id, status__in=CLAIMABLE)
+        .first()
+    )
+    if run is None:
+        return None
+    job = run.job
+    waits_for = _slot_taken(run, now)
+    if waits_for:
+        if run.blocked_at is None:
+            run.blocked_at = now
+        run.reason = waits_for
+        run.save(update_fields=["blocked_at", "reason", "updated_at"])
+        return None
+    run.status = RunStatus.RUNNING
+    run.attempt += 1
+    run.started_at = run.started_at if run.attempt > 1 else now
+    run.finished_at = None
+    run.blocked_at = None
+    run.reason = ""
+    run.lease_expires_at = now + timedelta(seconds=job.timeout_seconds) + _lease_grace()
+    run.save(
+        update_fields=[
+            "status",
+            "attempt",
+            "started_at",
+            "finished_at",
+            "blocked_at",
+            "reason",
+            "lease_expires_at",
+            "updated_at",
+        ]
+    )
+    attempt = RunAttempt.objects.create(
+        run=run, series=run.series, number=run.attempt, worker_name=worker_name[:200], started_at=now
+    )
+    _run_event(run, "started", worker=worker_name)
+    return Claim(run=run, job=job, attempt=attempt)
+
+
+def _slot_taken(run: Run, now: datetime) -> str:
+    """Why the run must wait for a slot, or "" when it may start. Locks what it counts by."""
+    job = run.job
+    if job.concurrency_limit is not None:
+        Job.objects.select_for_update().filter(pk=job.pk).values_list("pk", flat=True).get()
+        running = Run.objects.filter(job_id=job.pk, status=RunStatus.RUNNING, lease_expires_at__gt=now).count()
+        if running >= job.concurrency_limit:
+            return f"waiting for a slot: {running} of the job's concurrency limit of {job.concurrency_limit} run"
+    schedule = run.schedule
+    if schedule is not None and schedule.overlap_policy == OverlapPolicy.BUFFER_ONE:
+        Schedule.objects.select_for_update().filter(pk=schedule.pk).values_list("pk", flat=True).get()
+        if Run.objects.filter(schedule_id=schedule.pk, status=RunStatus.RUNNING, lease_expires_at__gt=now).exists():
+            return "waiting for the schedule's previous run to finish (overlap policy BUFFER_ONE)"
+    return ""
+
+
+def run_body(run: Run, job: Job) -> dict[str, Any]:
+    """The document a target receives: who and what this run is, and its payload (the job's
+    payload under the schedule's, under a trigger's override)."""
+    return {
+        "run_id": str(run.pk),
+        "tenant_id": run.tenant_id,
+        "job": job.key,
+        "job_id": str(job.pk),
+        "schedule_id": str(run.schedule_id) if run.schedule_id else None,
+        "kind": run.kind,
+        "scheduled_for": run.scheduled_for.isoformat(),
+        "attempt": run.attempt,
+        "series": run.series,
+        "payload": run.payload,
+    }
+
+
+def run_delivery(claim: Claim) -> Delivery:
+    run, job = claim.run, claim.job
+    return Delivery(
+        run_id=str(run.pk),
+        tenant_id=run.tenant_id,
+        job_key=job.key,
+        target=job.target,
+        body=run_body(run, job),
+        deadline=time.monotonic() + job.timeout_seconds,
+        secret=job.webhook_secret or settings.WEBHOOK_HMAC_SECRET,
+    )
+
+
+def run_attempt_succeeded(*, claim: Claim, receipt: Receipt, now: datetime | None = None) -> str:
+    now = now or timezone.now()
+    outcome = {"response_status": receipt.status, "latency_ms": receipt.latency_ms, **receipt.detail}
+    return _finish(
+        claim,
+        now=now,
+        status=RunStatus.SUCCEEDED,
+        attempt_outcome=AttemptOutcome.SUCCEEDED,
+        response_status=receipt.status,
+        latency_ms=receipt.latency_ms,
+        excerpt=receipt.excerpt,
+        outcome={k: v for k, v in outcome.items() if v is not None},
+    )
+
+
+def run_attempt_failed(*, claim: Claim, error: DeliveryError, now: datetime | None = None, lost: bool = False) -> str:
+    """Record a failed attempt: RETRYING with a backoff while attempts remain and the error is
+    retryable, else FAILED (fatal) or DEAD (dead-lettered)."""
+    now = now or timezone.now()
+    job = claim.job
+    if lost:
+        attempt_outcome = AttemptOutcome.LOST
+    elif isinstance(error, DeliveryTimeout):
+        attempt_outcome = AttemptOutcome.TIMEOUT
+    else:
+        attempt_outcome = AttemptOutcome.RETRYABLE_ERROR if error.retryable else AttemptOutcome.FATAL_ERROR
+    next_attempt_at = None
+    if not error.retryable:
+        status = RunStatus.FAILED
+    elif claim.attempt.number < job.max_attempts:
+        status = RunStatus.RETRYING
+        delay = backoff_seconds(
+            job.backoff_strategy,
+            base=job.backoff_base_seconds,
+            cap=job.backoff_max_seconds,
+            attempt=claim.attempt.number,
+            retry_after=error.retry_after,
+        )
+        next_attempt_at = now + timedelta(seconds=delay)
+    else:
+        status = RunStatus.DEAD
+    return _finish(
+        claim,
+        now=now,
+        status=status,
+        attempt_outcome=attempt_outcome,
+        response_status=error.status,
+        latency_ms=error.latency_ms,
+        excerpt=error.excerpt,
+        error_type=error.error_type,
+        error_message=str(error)[:MAX_ERROR_CHARS],
+        next_attempt_at=next_attempt_at,
+        outcome={"response_status": error.status} if error.status is not None else {},
+    )
+
+
+def _finish(
+    claim: Claim,
+    *,
+    now: datetime,
+    status: str,
+    attempt_outcome: str,
+    response_status: int | None = None,
+    latency_ms: int | None = None,
+    excerpt: str = "",
+    error_type: str = "",
+    error_message: str = "",
+    next_attempt_at: datetime | None = None,
+    outcome: dict[str, Any] | None = None,
+) -> str:
+    """End the claimed attempt and move the run on, unless the run was taken from this worker
+    (its lease expired and the recovery retried it): then only the attempt is recorded."""
+    run, job = claim.run, claim.job
+    final = status != RunStatus.RETRYING
+    with transaction.atomic():
+        # Conditional, and first: it locks the run before the job, the order run_claim takes.
+        moved = Run.objects.filter(
+            pk=run.pk, status=RunStatus.RUNNING, series=claim.attempt.series, attempt=claim.attempt.number
+        ).update(
+            status=status,
+            finished_at=now if final else None,
+            next_attempt_at=next_attempt_at,
+            lease_expires_at=None,
+            error_type=error_type,
+            error_message=error_message,
+            outcome=outcome or {},
+            updated_at=now,
+        )
+        RunAttempt.objects.filter(pk=claim.attempt.pk).update(
+            finished_at=now,
+            outcome=attempt_outcome,
+            response_status=response_status,
+            latency_ms=latency_ms,
+            response_excerpt=excerpt,
+            error_type=error_type,
+            error_message=error_message,
+        )
+        if not moved:
+            logger.warning(
+                "run %s was taken back from this worker (its lease expired): result kept on the attempt", run.pk
+            )
+            return "superseded"
+        if job.concurrency_limit is not None:  # serialise with run_claim's count of the slots
+            Job.objects.select_for_update().filter(pk=job.pk).values_list("pk", flat=True).get()
+        run.status, run.finished_at, run.error_type, run.error_message = status, now, error_type, error_message
+        if status == RunStatus.RETRYING:
+            beats_wake()  # the beat's sleep may end after the retry is due
+        elif status == RunStatus.DEAD:
+            DeadLetter.objects.create(
+                tenant_id=run.tenant_id,
+                run=run,
+                job=job,
+                series=claim.attempt.series,
+                attempts=claim.attempt.number,
+                payload=run.payload,
+                target=job.target,
+                error_type=error_type,
+                error_message=error_message,
+                response_status=response_status,
+            )
+        if status in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.DEAD):
+            _run_event(run, status.lower(), attempt=claim.attempt.number)
+        _release_slot(run, job)
+        if final and run.schedule_id is not None:
+            from schedules.services import schedule_run_finished  # schedules imports runs: import here
+
+            schedule_run_finished(run=run, finished_at=now)
+    return status
+
+
+def _release_slot(run: Run, job: Job) -> None:
+    """Enqueue again, after the commit, the oldest runs waiting for the slot this run frees."""
+    waiting = Q()
+    if job.concurrency_limit is not None:
+        waiting |= Q(job_id=job.pk)
+    if (
+        run.schedule_id is not None
+        and run.schedule is not None
+        and run.schedule.overlap_policy == OverlapPolicy.BUFFER_ONE
+    ):
+        waiting |= Q(schedule_id=run.schedule_id)
+    if not waiting:
+        return
+    woken = list(
+        Run.objects.select_for_update(skip_locked=True)
+        .filter(waiting, status=RunStatus.QUEUED, blocked_at__isnull=False)
+        .order_by("blocked_at")
+        .values_list("pk", flat=True)[:1]
+    )
+    if woken:
+        Run.objects.filter(pk__in=woken).update(blocked_at=None, updated_at=timezone.now())
+        routes = _routes(woken)
+        transaction.on_commit(lambda: _publish(routes))
+
+
+def run_recover_lost(*, now: datetime, limit: int = 100) -> int:
+    """Take back RUNNING runs whose lease ran out — their worker died or hung past the job's
+    timeout — and treat the attempt as lost: retried per the job's backoff, or dead when its
+    attempts are spent. Returns how many were recovered."""
+    recovered = 0
+    candidates = list(
+        Run.objects.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now)
+        .order_by("lease_expires_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    for pk in candidates:
+        with transaction.atomic():
+            run = (
+                Run.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("job", "schedule")
+                .filter(pk=pk, status=RunStatus.RUNNING, lease_expires_at__lt=now)
+                .first()
+            )
+            if run is None:
+                continue
+            attempt = RunAttempt.objects.filter(run=run, series=run.series, number=run.attempt).first()
+            if attempt is None:  # cannot happen through run_claim; make the row consistent anyway
+                attempt = RunAttempt.objects.create(run=run, series=run.series, number=run.attempt, started_at=now)
+            error = DeliveryError(
+                f"the worker {attempt.worker_name or '?'} stopped before finishing: the run's lease "
+                f"expired at {run.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC",
+                error_type="WorkerLost",
+            )
+            run_attempt_failed(claim=Claim(run=run, job=run.job, attempt=attempt), error=error, now=now, lost=True)
+            recovered += 1
+    return recovered
+
+
+def _run_event(run: Run, event: str, **extra: Any) -> None:
+    event_record(
+        tenant_id=run.tenant_id,
+        type=f"scheduler.run.{event}",
+        aggregate_type="run",
+        aggregate_id=run.pk,
+        data={
+            "id": str(run.pk),
+            "job": str(run.job_id),
+            "schedule": str(run.schedule_id) if run.schedule_id else None,
+            "kind": run.kind,
+            "scheduled_for": run.scheduled_for.isoformat(),
+            "status": run.status,
+            "series": run.series,
+            "error_type": run.error_type,
+            "error_message": run.error_message,
+            **extra,
+        },
+    )
+
+
+# --- Operator actions ---------------------------------------------------------------------------
+
+
+@transaction.atomic
+def run_cancel(*, run: Run, reason: str = "cancelled by an operator") -> Run:
+    """Cancel a run that has not started (or waits for a retry). It never executes after this,
+    even if its message is delivered: execution claims only SCHEDULED and QUEUED runs."""
+    now = timezone.now()
+    cancelled = Run.objects.filter(pk=run.pk, status__in=CANCELLABLE_STATUSES).update(
+        status=RunStatus.CANCELLED,
+        reason=reason,
+        finished_at=now,
+        next_attempt_at=None,
+        blocked_at=None,
+        updated_at=now,
+    )
+    run.refresh_from_db()
+    if not cancelled:
+        raise Conflict(
+            f"The run is {run.status}: only SCHEDULED, QUEUED or RETRYING runs can be cancelled."
+            + (" A running run finishes its attempt." if run.status == RunStatus.RUNNING else "")
+        )
+    return run
+
+
+@transaction.atomic
+def run_retry(*, run: Run) -> Run:
+    """Run a FAILED, DEAD or CANCELLED run again as a new attempt series; earlier attempts stay."""
+    if not runs_retry(run_ids=[run.pk]):
+        run.refresh_from_db()
+        raise Conflict(f"The run is {run.status}: only FAILED, DEAD or CANCELLED runs can be retried.")
+    run.refresh_from_db()
+    return run
+
+
+def runs_replay(*, runs: QuerySet[Run], dry_run: bool = False, limit: int | None = None) -> list[UUID]:
+    """Retry every FAILED, DEAD or CANCELLED run among ``runs`` (a tenant-scoped, filtered
+    queryset), oldest slot first. Refuses, with nothing changed, when more than ``limit``
+    (default: the RUN_REPLAY_MAX_RUNS setting) match. Returns the ids retried (with ``dry_run``:
+    that would be)."""
+    limit = limit if limit is not None else settings.RUN_REPLAY_MAX_RUNS
+    ids = list(
+        runs.filter(status__in=RETRIABLE_STATUSES)
+        .order_by("scheduled_for", "id")
+        .values_list("pk", flat=True)[: limit + 1]
+    )
+    if len(ids) > limit:
+        raise ValidationFailed(
+            {"non_field_errors": [f"More than {limit} runs match: narrow the filter (job, schedule, time range)."]}
+        )
+    if dry_run or not ids:
+        return ids
+    with transaction.atomic():
+        runs_retry(run_ids=ids)
+    return ids
+
+
+def runs_retry(*, run_ids: list[UUID], statuses: Iterable[str] = RETRIABLE_STATUSES) -> int:
+    """Move the runs among ``run_ids`` that are in one of ``statuses`` (final ones) to a new
+    attempt series, and enqueue them after the commit. Must run inside a transaction. Returns
+    how many moved."""
+    now = timezone.now()
+    retried = list(
+        Run.objects.select_for_update().filter(pk__in=run_ids, status__in=list(statuses)).values_list("pk", flat=True)
+    )
+    if not retried:
+        return 0
+    Run.objects.filter(pk__in=retried).update(
+        status=RunStatus.SCHEDULED,
+        series=F("series") + 1,
+        attempt=0,
+        started_at=None,
+        finished_at=None,
+        queued_at=None,
+        next_attempt_at=None,
+        lease_expires_at=None,
+        blocked_at=None,
+        error_type="",
+        error_message="",
+        reason="",
+        outcome={},
+        updated_at=now,
+    )
+    DeadLetter.objects.filter(run_id__in=retried, replayed_at__isnull=True).update(replayed_at=now, updated_at=now)
+    transaction.on_commit(lambda: run_enqueue(run_ids=retried))
+    return len(retried)

@@ -45,6 +45,7 @@ class Config:
     jwt_issuer: str | None
     default_tz: str
     webhook_hmac_secret: str
+    run_lease_grace_seconds: int
     secret_key: str
     debug: bool
     allowed_hosts: list[str]
@@ -92,13 +93,17 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(name, f"must be true or false (got {value!r})")
 
 
-def _port(env: Mapping[str, str]) -> int:
-    value = _get(env, "PORT")
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int, what: str = "a whole number") -> int:
+    value = _get(env, name)
     if value is None:
-        return 3080
-    if not value.isdigit() or not 1 <= int(value) <= 65535:
-        raise ConfigError("PORT", f"must be a port number 1-65535 (got {value!r})")
+        return default
+    if not value.isdigit() or not low <= int(value) <= high:
+        raise ConfigError(name, f"must be {what} {low}-{high} (got {value!r})")
     return int(value)
+
+
+def _port(env: Mapping[str, str]) -> int:
+    return _int(env, "PORT", 3080, 1, 65535, "a port number")
 
 
 def _timezone(env: Mapping[str, str]) -> str:
@@ -186,6 +191,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         jwt_issuer=_get(env, "JWT_ISSUER"),
         default_tz=_timezone(env),
         webhook_hmac_secret=_get(env, "WEBHOOK_HMAC_SECRET") or "",
+        run_lease_grace_seconds=_int(env, "RUN_LEASE_GRACE_SECONDS", 30, 1, 3600, "seconds"),
         secret_key=_secret_key(env, data_dir, embedded),
         debug=_bool(env, "DEBUG", default=False),
         allowed_hosts=[h.strip() for h in hosts.split(",") if h.strip()]

@@ -161,6 +161,9 @@ SPECTACULAR_SETTINGS = {
         "WorkerStatus": "workers.models.WorkerStatus",
         "RunKind": "runs.models.RunKind",
         "NonBusinessDayKind": "calendars.engine.Closure",
+        # Also the `policy` of the explain endpoint's misfire and overlap objects.
+        "MisfirePolicyEnum": "schedules.models.MisfirePolicy",
+        "OverlapPolicyEnum": "schedules.models.OverlapPolicy",
     },
 }
 
@@ -196,5 +199,10 @@ CELERY_BEAT_MAX_LOOP_INTERVAL = 5
 # leader dies. Runs QUEUED or never sent for this long are enqueued again by the sweeper.
 BEAT_LEASE_SECONDS = 10
 RUN_REQUEUE_AFTER_SECONDS = 600
+# A RUNNING run's lease is its job's timeout_seconds plus this grace. A run whose worker died is
+# taken back by the beat leader once the lease has run out, and retried per its job's backoff.
+RUN_LEASE_GRACE_SECONDS = CONFIG.run_lease_grace_seconds
+# A bulk replay (POST /runs/replay, the admin action) retries at most this many runs at once.
+RUN_REPLAY_MAX_RUNS = 1000
 # A backfill request may cover at most this many slots.
 BACKFILL_MAX_SLOTS = 1000

@@ -6,9 +6,11 @@
    django-celery-beat's periodic tasks (housekeeping, editable in the admin) and the sweeper;
 2. dispatches due schedules through :func:`schedules.services.schedule_dispatch_due` in
    batches — every beat does this, ``SKIP LOCKED`` shares the work and the run ledger's unique
-   slot makes a double run impossible;
-3. sleeps until the next due schedule or ``beat_max_loop_interval``, whichever is sooner, and
-   wakes early when a schedule changes (PostgreSQL ``LISTEN``; the services ``NOTIFY``).
+   slot makes a double run impossible — and enqueues the retries that are due;
+3. the leader takes back runs whose worker died (an expired lease);
+4. sleeps until the next due schedule or retry, or ``beat_max_loop_interval``, whichever is
+   sooner, and wakes early when a schedule changes or a retry is set (PostgreSQL ``LISTEN``;
+   the services ``NOTIFY``).
 
 No scheduling maths here and no schedule held in memory: the database is the source of truth.
 """
@@ -28,8 +30,9 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from runs.services import run_sweep
+from runs.services import run_dispatch_retries, run_next_retry_at, run_recover_lost, run_sweep
 from schedules import services
+from schedules.wakeup import NOTIFY_CHANNEL
 
 logger = logging.getLogger(__name__)
 
@@ -78,9 +81,14 @@ class Scheduler(DatabaseScheduler):
     def _dispatch(self) -> None:
         while len(services.schedule_dispatch_due(now=timezone.now(), limit=self.batch_size)) >= self.batch_size:
             pass  # a full batch: more may be due right now
+        while run_dispatch_retries(now=timezone.now(), limit=self.batch_size) >= self.batch_size:
+            pass
 
     def _sweep(self) -> None:
         now = timezone.now()
+        recovered = run_recover_lost(now=now)
+        if recovered:
+            logger.warning("took back %d runs whose worker stopped (lease expired)", recovered)
         if now - self._last_sweep >= self.sweep_every:
             self._last_sweep = now
             resent = run_sweep(now=now, stale_after=self.sweep_stale_after)
@@ -88,10 +96,10 @@ class Scheduler(DatabaseScheduler):
                 logger.warning("sweeper re-enqueued %d runs", resent)
 
     def _until_next_due(self) -> float:
-        due = services.schedule_next_due()
-        if due is None:
+        due = [at for at in (services.schedule_next_due(), run_next_retry_at()) if at is not None]
+        if not due:
             return float(self.max_interval)
-        return max(0.0, (due - timezone.now()).total_seconds())
+        return max(0.0, (min(due) - timezone.now()).total_seconds())
 
     def _wait(self, seconds: float) -> float:
         """Sleep up to ``seconds``, returning early (and 0) when a schedule changes. Without
@@ -117,7 +125,7 @@ class Scheduler(DatabaseScheduler):
             self._listener = psycopg2.connect(**params)
             self._listener.set_isolation_level(0)  # autocommit: LISTEN takes effect at once
             with self._listener.cursor() as cursor:
-                cursor.execute(f"LISTEN {services.NOTIFY_CHANNEL}")
+                cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
         return self._listener
 
     def _drop_listener(self) -> None:

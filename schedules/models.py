@@ -30,6 +30,8 @@ class Job(TenantModel):
     backoff_base_seconds = models.PositiveIntegerField(default=10)
     backoff_max_seconds = models.PositiveIntegerField(default=600)
     timeout_seconds = models.PositiveIntegerField(default=300)
+    # Signs HTTP target requests instead of WEBHOOK_HMAC_SECRET; never shown by the API.
+    webhook_secret = models.CharField(max_length=200, blank=True)
     # None: no limit. Otherwise at most this many runs of the job execute at once, fleet-wide.
     concurrency_limit = models.PositiveIntegerField(null=True, blank=True)
     queue = models.CharField(max_length=100, default="default")

@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db.models import QuerySet
 
 from calendars.engine import BusinessCalendar
 from calendars.selectors import calendar_business_calendar
+from runs.models import Run
+from runs.selectors import run_list
+from scheduler_project.models import OutboxEvent
 from schedules.engine.base import Trigger
 from schedules.engine.compose import build_trigger
 from schedules.engine.spec import parse_trigger
@@ -32,3 +37,34 @@ def schedule_trigger(schedule: Schedule, *, calendar: BusinessCalendar | None = 
         start_at=schedule.start_at,
         end_at=schedule.end_at,
     )
+
+
+def schedule_runs(*, schedule: Schedule) -> QuerySet[Run]:
+    """The schedule's runs, newest slot first, on the ``(tenant_id, schedule, -scheduled_for)``
+    index: bound them by time or slice them, never read them all."""
+    return run_list(tenant_id=schedule.tenant_id).filter(schedule=schedule).order_by("-scheduled_for", "-id")
+
+
+_ENABLED_BY_EVENT = {"scheduler.schedule.enabled": True, "scheduler.schedule.disabled": False}
+_CREATED = "scheduler.schedule.created"
+
+
+def schedule_enabled_changes(*, schedule: Schedule, since: datetime, limit: int = 100) -> list[tuple[datetime, bool]]:
+    """When the schedule was created, paused and resumed, from its outbox events, oldest first:
+    ``(when, enabled from then on)``. The last one at or before ``since`` (the state the window
+    opens with) and at most ``limit`` after it; fewer, or none, once events are purged.
+    """
+    events = OutboxEvent.objects.filter(
+        tenant_id=schedule.tenant_id,
+        aggregate_type="schedule",
+        aggregate_id=str(schedule.pk),
+        type__in=[_CREATED, *_ENABLED_BY_EVENT],
+    ).order_by("-id")
+    rows = list(events.filter(occurred_at__gt=since).values_list("occurred_at", "type", "data")[:limit])
+    rows += events.filter(occurred_at__lte=since).values_list("occurred_at", "type", "data")[:1]
+    changes = []
+    for occurred_at, kind, data in reversed(rows):
+        enabled = _ENABLED_BY_EVENT.get(kind, data.get("enabled") if isinstance(data, dict) else None)
+        if isinstance(enabled, bool):
+            changes.append((occurred_at, enabled))
+    return changes

@@ -8,7 +8,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,23 +19,32 @@ from django.db.models import Case, Count, F, Q, When
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from calendars.engine import InvalidCalendar
+from calendars.engine import BusinessCalendar, InvalidCalendar
 from calendars.models import Calendar
 from runs.models import ACTIVE_STATUSES, FINAL_STATUSES, SLOT_KINDS, Run, RunKind, RunStatus
-from runs.services import run_enqueue
+from runs.services import run_enqueue, runs_retry
 from runs.targets.spec import InvalidTarget, parse_target
 from scheduler_project.errors import Conflict, ValidationFailed
 from scheduler_project.events import event_build, event_record, events_record
-from schedules.engine.base import Fire, Trigger, next_after
+from schedules import selectors
+from schedules.engine.base import Fire, Trigger, fires, next_after
+from schedules.engine.business import calendar_verdict
 from schedules.engine.compose import build_trigger, first_fire
 from schedules.engine.errors import InvalidTrigger
-from schedules.engine.spec import BusinessDaySpec, OneShotSpec, dump_trigger, parse_trigger
+from schedules.engine.lookback import calendar_skips, fires_before
+from schedules.engine.spec import (
+    BusinessDaySpec,
+    FixedDelaySpec,
+    OneShotSpec,
+    TriggerSpec,
+    dump_trigger,
+    parse_trigger,
+)
 from schedules.models import BackoffStrategy, BeatLease, Job, MisfirePolicy, OverlapPolicy, Schedule
 from schedules.selectors import schedule_business_calendar, schedule_trigger
+from schedules.wakeup import beats_wake
 
 logger = logging.getLogger(__name__)
-# The channel beats LISTEN on (schedules.beat); a notification wakes them before their sleep ends.
-NOTIFY_CHANNEL = "scheduler_schedules"
 
 _BACKOFF_FIELDS = {
     "strategy": "backoff_strategy",
@@ -84,6 +93,7 @@ def job_create(
     queue: str = "default",
     required_capabilities: list[str] | None = None,
     priority: int = 5,
+    webhook_secret: str = "",
 ) -> Job:
     backoff = backoff or {}
     job = Job(
@@ -100,8 +110,9 @@ def job_create(
         timeout_seconds=timeout_seconds,
         concurrency_limit=concurrency_limit,
         queue=queue,
-        required_capabilities=required_capabilities or [],
+        required_capabilities=sorted(set(required_capabilities or [])),
         priority=priority,
+        webhook_secret=webhook_secret,
     )
     _check_job(job)
     _save_job(job)
@@ -135,17 +146,6 @@ def _schedule_event_data(schedule: Schedule) -> dict[str, Any]:
         "timezone": schedule.timezone,
         "next_fire_at": schedule.next_fire_at.isoformat() if schedule.next_fire_at else None,
     }
-
-
-def _wake_beats() -> None:
-    """Tell sleeping beats that a schedule changed (PostgreSQL NOTIFY, sent on commit)."""
-
-    def notify() -> None:
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute(f"NOTIFY {NOTIFY_CHANNEL}")
-
-    transaction.on_commit(notify)
 
 
 def _schedule_event(schedule: Schedule, event: str) -> None:
@@ -236,7 +236,7 @@ def schedule_create(*, tenant_id: str, data: dict[str, Any]) -> Schedule:
     _resolve(schedule, data)
     schedule.save()
     _schedule_event(schedule, "created")
-    _wake_beats()
+    beats_wake()
     return schedule
 
 
@@ -247,7 +247,7 @@ def schedule_update(*, schedule: Schedule, data: dict[str, Any]) -> Schedule:
     _resolve(schedule, data)
     schedule.save()
     _schedule_event(schedule, "updated")
-    _wake_beats()
+    beats_wake()
     if schedule.enabled != was_enabled:
         _schedule_event(schedule, "enabled" if schedule.enabled else "disabled")
     return schedule
@@ -267,7 +267,7 @@ def schedule_set_enabled(*, schedule: Schedule, enabled: bool) -> Schedule:
         schedule.next_fire_at = _next_fire(schedule, now=timezone.now())
     schedule.save(update_fields=["enabled", "next_fire_at", "updated_at"])
     _schedule_event(schedule, "enabled" if enabled else "disabled")
-    _wake_beats()
+    beats_wake()
     return schedule
 
 
@@ -283,6 +283,30 @@ def _next_fire(schedule: Schedule, *, now: datetime) -> datetime | None:
     return fire.at + _jitter(schedule) if fire else None
 
 
+def schedule_run_finished(*, run: Run, finished_at: datetime) -> None:
+    """A run of a schedule reached a final state. A FIXED_DELAY schedule's next slot follows the
+    finish of its previous slot's run (the beat left next_fire_at empty until now). Runs inside
+    the transaction that finished the run."""
+    if run.kind != RunKind.SCHEDULED or run.schedule_id is None:
+        return
+    schedule = (
+        Schedule.objects.select_for_update(of=("self",))
+        .select_related("job", "calendar")
+        .filter(pk=run.schedule_id, enabled=True, next_fire_at__isnull=True)
+        .first()
+    )
+    if schedule is None or schedule.trigger.get("type") != "FIXED_DELAY":
+        return
+    try:
+        fire = schedule_trigger(schedule).next_fire(finished_at)
+    except (InvalidTrigger, InvalidCalendar):  # its calendar was edited into nonsense: leave it
+        logger.warning("schedule %s: next fixed-delay slot cannot be computed", schedule.pk, exc_info=True)
+        return
+    schedule.next_fire_at = fire.at + _jitter(schedule) if fire else None
+    schedule.save(update_fields=["next_fire_at", "updated_at"])
+    beats_wake()
+
+
 def schedule_refresh_next_fire(*, schedules: Iterable[Schedule]) -> None:
     """Recompute next_fire_at from now, e.g. after their calendar changed, and wake the beats."""
     now = timezone.now()
@@ -292,7 +316,7 @@ def schedule_refresh_next_fire(*, schedules: Iterable[Schedule]) -> None:
         schedule.updated_at = now
     Schedule.objects.bulk_update(changed, ["next_fire_at", "updated_at"])
     if changed:
-        _wake_beats()
+        beats_wake()
 
 
 @transaction.atomic
@@ -729,24 +753,14 @@ def schedule_backfill(
         except IntegrityError:  # the beat or another backfill wrote one of these slots just now
             raise Conflict("Another writer created runs for some of these slots meanwhile; try again.") from None
         rerun = [item.run.pk for item in plan if item.action == "rerun" and item.run is not None]
-        Run.objects.filter(pk__in=rerun).update(
-            status=RunStatus.SCHEDULED,
-            series=F("series") + 1,
-            attempt=0,
-            error_type="",
-            error_message="",
-            reason="",
-            started_at=None,
-            finished_at=None,
-            updated_at=timezone.now(),
-        )
+        runs_retry(run_ids=rerun, statuses=wanted)
         by_slot = {run.scheduled_for: run for run in created}
         by_slot |= {run.scheduled_for: run for run in Run.objects.filter(pk__in=rerun)}
         plan = [
             BackfillSlot(item.scheduled_for, item.action, by_slot.get(item.scheduled_for, item.run)) for item in plan
         ]
-        ids = [run.pk for run in by_slot.values()]
-        transaction.on_commit(lambda: run_enqueue(run_ids=ids))
+        new_ids = [run.pk for run in created]
+        transaction.on_commit(lambda: run_enqueue(run_ids=new_ids))
     return plan
 
 
@@ -762,3 +776,407 @@ def trigger_or_400(build: Callable[[], Trigger]) -> Trigger:
 
 def _engine_trigger(schedule: Schedule) -> Trigger:
     return trigger_or_400(lambda: schedule_trigger(schedule))
+
+
+# --- Explain: why did, will, or didn't a schedule fire ------------------------------------------
+
+# How far back `last` looks at most, and how many slots it may list.
+EXPLAIN_LOOKBACK = timedelta(days=366)
+EXPLAIN_MAX_COUNT = 50
+# A due slot not dispatched this long after its time means no beat is dispatching it.
+EXPLAIN_OVERDUE = timedelta(seconds=60)
+EXPLAIN_STATES = ("active", "paused", "not_started", "ended", "exhausted", "invalid")
+EXPLAIN_OUTCOMES = ("fired", "missed", "skipped_overlap", "skipped_calendar", "paused", "not_recorded")
+
+_MISFIRE_TEXT = {
+    MisfirePolicy.RUN_ONCE: "When several slots are due at once (the beat was down or behind), only the latest "
+    "runs; the earlier ones are recorded MISSED (coalesced).",
+    MisfirePolicy.RUN_ALL: "When several slots are due at once, each runs, the latest {cap} at most; older ones "
+    "are recorded MISSED.",
+    MisfirePolicy.SKIP: "A slot dispatched more than {grace} s (misfire_grace_seconds) after its time is "
+    "recorded MISSED instead of running.",
+}
+_OVERLAP_TEXT = {
+    OverlapPolicy.ALLOW: "A slot runs even while earlier runs are still active.",
+    OverlapPolicy.SKIP: "A slot whose previous run is still active is recorded SKIPPED instead of running.",
+    OverlapPolicy.BUFFER_ONE: "At most one run is active and one waits: a slot beyond that is recorded SKIPPED.",
+    OverlapPolicy.CANCEL_PREVIOUS: "A new slot cancels the schedule's runs that have not started (CANCELLED).",
+}
+
+
+@dataclass(frozen=True)
+class ScheduleState:
+    code: str  # one of EXPLAIN_STATES
+    message: str
+    errors: dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class ExplainedSlot:
+    """One slot of the recent past and what became of it. Times are in the schedule's zone."""
+
+    slot: datetime
+    outcome: str  # one of EXPLAIN_OUTCOMES
+    reason: str
+    run: Run | None = None
+    moved_from: str | None = None  # the day (calendar) or wall time (DST gap) the rule alone gives
+    moved_to: datetime | None = None  # where the calendar policy moved a skipped slot
+
+
+@dataclass(frozen=True)
+class UpcomingSkip:
+    slot: datetime  # the rule's own fire, on a non-business day
+    day: date
+    reason: str
+    moved_to: datetime | None
+    message: str
+
+
+@dataclass(frozen=True)
+class PolicyExplanation:
+    policy: str
+    description: str
+    grace_seconds: int | None = None  # misfire
+    active_runs: int | None = None  # overlap
+
+
+@dataclass(frozen=True)
+class JitterExplanation:
+    seconds: int
+    max_seconds: int
+    description: str
+
+
+@dataclass
+class ScheduleExplanation:
+    """What :func:`schedule_explain` finds. ``trigger`` and ``next_after`` are for the preview
+    of the next fires (the API's preview helper renders them into ``preview``)."""
+
+    timezone: str
+    now: datetime
+    state: ScheduleState
+    last: list[ExplainedSlot]
+    last_since: datetime
+    manual_runs: list[Run]
+    trigger: Trigger | None
+    next_after: datetime
+    calendar_skips: list[UpcomingSkip]
+    calendar_skips_complete: bool
+    jitter: JitterExplanation | None
+    misfire: PolicyExplanation
+    overlap: PolicyExplanation
+    notes: list[str]
+    preview: dict[str, Any]  # {"fire_times": [...], "details": [...]}
+
+
+@dataclass(frozen=True)
+class _Rules:
+    spec: TriggerSpec
+    calendar: BusinessCalendar | None
+    trigger: Trigger  # with the calendar policy and the bounds: what the beat fires
+    raw: Trigger  # the rule alone (and its bounds): its own slots, before the calendar policy
+
+
+def _explain_rules(schedule: Schedule) -> _Rules:
+    """The schedule's triggers with and without its calendar policy; ValidationFailed (with
+    the fields at fault) when they cannot be built."""
+    calendars: list[BusinessCalendar | None] = []
+
+    def with_policy() -> Trigger:
+        calendars.append(schedule_business_calendar(schedule))
+        return schedule_trigger(schedule, calendar=calendars[0])
+
+    trigger = trigger_or_400(with_policy)
+    spec = parse_trigger(schedule.trigger)
+    calendar = calendars[0]
+    # A BUSINESS_DAY rule counts on its calendar and has no calendar policy: it keeps it.
+    raw = trigger_or_400(
+        lambda: build_trigger(
+            spec,
+            timezone=schedule.timezone,
+            calendar=calendar if isinstance(spec, BusinessDaySpec) else None,
+            start_at=schedule.start_at,
+            end_at=schedule.end_at,
+        )
+    )
+    return _Rules(spec, calendar, trigger, raw)
+
+
+def schedule_explain(*, schedule: Schedule, count: int, now: datetime) -> ScheduleExplanation:
+    """Why the schedule did, will, or did not fire: its state, its last ``count`` slots as of
+    ``now`` and what became of each, and what applies to its next fires.
+
+    Bounded whatever the history: the rule's slots are found by :func:`fires_before` within
+    ``EXPLAIN_LOOKBACK`` and a budget of engine calls, and the runs read are those of that
+    window, ``count`` at most of each kind.
+    """
+    if not 1 <= count <= EXPLAIN_MAX_COUNT:
+        raise ValidationFailed({"count": [f"Must be between 1 and {EXPLAIN_MAX_COUNT}."]})
+    tz = ZoneInfo(schedule.timezone)
+    jitter = _jitter(schedule)
+    notes: list[str] = []
+    rules: _Rules | None = None
+    errors: dict[str, list[str]] = {}
+    try:
+        rules = _explain_rules(schedule)
+    except ValidationFailed as exc:
+        errors = exc.errors
+
+    # The slots of the rule alone and those the beat fires (its calendar policy applied), in
+    # the window (since, now] that holds the rule's last `count` slots.
+    since = now - EXPLAIN_LOOKBACK
+    raw_fires: dict[datetime, Fire] = {}
+    fired: dict[datetime, Fire] = {}
+    if rules is not None and isinstance(rules.spec, FixedDelaySpec):
+        notes.append(
+            "A FIXED_DELAY schedule has no slots of its own (each follows the previous run's finish): "
+            "`last` lists its runs."
+        )
+    elif rules is not None:
+        looked = fires_before(rules.raw, now, count, earliest=since)
+        since = looked.since
+        beat = fires_before(rules.trigger, now, count, earliest=since)
+        raw_fires = {fire.at: fire for fire in looked.fires}
+        fired = {fire.at: fire for fire in beat.fires}
+        if not (looked.complete and beat.complete):
+            notes.append("The look-back reached its work limit: `last` may leave out older slots.")
+    runs = selectors.schedule_runs(schedule=schedule).filter(scheduled_for__gt=since, scheduled_for__lte=now)
+    slot_runs = {run.scheduled_for: run for run in runs.filter(kind__in=SLOT_KINDS)[:count]}
+    manual_runs = list(runs.filter(kind=RunKind.MANUAL)[:count])
+
+    changes = selectors.schedule_enabled_changes(schedule=schedule, since=since)
+    if not schedule.enabled:  # paused since its last change at the latest
+        changes = sorted([*changes, (schedule.updated_at, False)])
+    last = [
+        _explain_slot(
+            at,
+            schedule=schedule,
+            rules=rules,
+            run=slot_runs.get(at),
+            raw=raw_fires.get(at),
+            fire=fired.get(at),
+            changes=changes,
+            jitter=jitter,
+            now=now,
+            tz=tz,
+        )
+        for at in sorted(set(raw_fires) | set(fired) | set(slot_runs))[-count:]
+    ]
+
+    next_fire = None
+    skips: list[UpcomingSkip] = []
+    skips_complete = True
+    if rules is not None:
+        next_fire = first_fire(
+            rules.spec, rules.trigger, now=now, created_at=schedule.created_at or now, start_at=schedule.start_at
+        )
+        upcoming = fires(rules.trigger, now, count)  # the range the preview of `next` covers
+        if upcoming and rules.calendar is not None and not isinstance(rules.spec, BusinessDaySpec | FixedDelaySpec):
+            skips, skips_complete = _upcoming_skips(schedule, rules, now, upcoming[-1].at, count, tz)
+        if isinstance(rules.spec, FixedDelaySpec):
+            notes.append(
+                "`next` assumes a run that finishes now, and each later one finishing the moment it starts: a "
+                "FIXED_DELAY schedule's real fires follow each run's finish."
+            )
+    else:
+        notes.append("The trigger cannot be evaluated (see `state.errors`): nothing will fire until it is fixed.")
+    state = _explain_state(schedule, rules, next_fire, errors, jitter, now, tz)
+    if state.code == "paused":
+        notes.append("Paused: `next` shows the fires it would have if resumed now; none fires while it is paused.")
+
+    active = selectors.schedule_runs(schedule=schedule).filter(status__in=ACTIVE_STATUSES).count()
+    overlap_text = _OVERLAP_TEXT[OverlapPolicy(schedule.overlap_policy)]
+    if active and schedule.overlap_policy != OverlapPolicy.ALLOW:
+        overlap_text += f" Runs active now: {active}."
+    return ScheduleExplanation(
+        timezone=schedule.timezone,
+        now=now.astimezone(tz),
+        state=state,
+        last=last,
+        last_since=since.astimezone(tz),
+        manual_runs=manual_runs,
+        trigger=rules.trigger if rules is not None else None,
+        next_after=now,
+        calendar_skips=skips,
+        calendar_skips_complete=skips_complete,
+        jitter=_explain_jitter(schedule, jitter),
+        misfire=PolicyExplanation(
+            schedule.misfire_policy,
+            _MISFIRE_TEXT[MisfirePolicy(schedule.misfire_policy)].format(
+                cap=RUN_ALL_CAP, grace=schedule.misfire_grace_seconds
+            ),
+            grace_seconds=schedule.misfire_grace_seconds,
+        ),
+        overlap=PolicyExplanation(schedule.overlap_policy, overlap_text, active_runs=active),
+        notes=notes,
+        preview={"fire_times": [], "details": []},
+    )
+
+
+def _local(at: datetime, tz: ZoneInfo) -> str:
+    return at.astimezone(tz).isoformat()
+
+
+def _run_outcome(run: Run) -> tuple[str, str]:
+    if run.status == RunStatus.MISSED:
+        return "missed", f"Missed by the misfire policy: {run.reason or 'no reason recorded'}."
+    if run.status == RunStatus.SKIPPED:
+        return "skipped_overlap", f"Skipped by the overlap policy: {run.reason or 'no reason recorded'}."
+    how = "Backfilled" if run.kind == RunKind.BACKFILL else "Fired"
+    why = f" ({run.reason})" if run.reason else ""
+    return "fired", f"{how}: run {run.pk} is {run.status}{why}."
+
+
+def _paused_at(changes: list[tuple[datetime, bool]], at: datetime) -> bool:
+    enabled: bool | None = None
+    for when, state in changes:
+        if when > at:
+            break
+        enabled = state
+    return enabled is False
+
+
+def _explain_slot(
+    at: datetime,
+    *,
+    schedule: Schedule,
+    rules: _Rules | None,
+    run: Run | None,
+    raw: Fire | None,
+    fire: Fire | None,
+    changes: list[tuple[datetime, bool]],
+    jitter: timedelta,
+    now: datetime,
+    tz: ZoneInfo,
+) -> ExplainedSlot:
+    """What became of the slot at ``at``: its run if it has one, else why it has none."""
+    local = at.astimezone(tz)
+    moved_from = (fire.moved_from or None) if fire is not None else None
+    if run is not None:
+        outcome, reason = _run_outcome(run)
+        if fire is not None and fire.note:
+            reason += f" {fire.note}"
+        if raw is None and fire is None and rules is not None:
+            reason += " This instant is no slot of the current trigger: the trigger was changed since."
+        return ExplainedSlot(local, outcome, reason, run=run, moved_from=moved_from)
+    if schedule.created_at is not None and at < schedule.created_at:
+        created = _local(schedule.created_at, tz)
+        return ExplainedSlot(local, "not_recorded", f"No run: the schedule was created later, at {created}.")
+    if fire is None and raw is not None and rules is not None and rules.calendar is not None:
+        verdict = calendar_verdict(raw, calendar=rules.calendar, policy=schedule.calendar_policy, timezone=tz.key)
+        if verdict is not None:
+            if verdict.moved is None:
+                reason = f"{verdict.day} is not a business day ({verdict.reason}): calendar policy SKIP drops it."
+                return ExplainedSlot(local, "skipped_calendar", reason)
+            moved = verdict.moved.at.astimezone(tz)
+            reason = (
+                f"{verdict.day} is not a business day ({verdict.reason}): calendar policy "
+                f"{verdict.policy} moves it to {moved.isoformat()}."
+            )
+            return ExplainedSlot(local, "skipped_calendar", reason, moved_to=moved)
+    if _paused_at(changes, at):
+        return ExplainedSlot(
+            local, "paused", "No run: the schedule was paused then; slots passed while paused are not fired."
+        )
+    if at + jitter > now:
+        return ExplainedSlot(
+            local,
+            "not_recorded",
+            f"No run yet: with its jitter it is dispatched at {_local(at + jitter, tz)}.",
+            moved_from=moved_from,
+        )
+    if schedule.enabled and schedule.next_fire_at is not None and at + jitter >= schedule.next_fire_at:
+        return ExplainedSlot(
+            local,
+            "not_recorded",
+            f"No run yet: due since {_local(at + jitter, tz)} and not dispatched by a beat yet.",
+            moved_from=moved_from,
+        )
+    return ExplainedSlot(
+        local,
+        "not_recorded",
+        "No run recorded: no beat dispatched this slot (was the beat down, or the schedule paused or changed then?).",
+        moved_from=moved_from,
+    )
+
+
+def _upcoming_skips(
+    schedule: Schedule, rules: _Rules, after: datetime, until: datetime, limit: int, tz: ZoneInfo
+) -> tuple[list[UpcomingSkip], bool]:
+    assert rules.calendar is not None
+    found, complete = calendar_skips(
+        rules.raw,
+        after,
+        until,
+        calendar=rules.calendar,
+        policy=schedule.calendar_policy,
+        timezone=schedule.timezone,
+        limit=limit,
+    )
+    skips = []
+    for skip in found:
+        verdict = skip.verdict
+        moved = verdict.moved.at.astimezone(tz) if verdict.moved is not None else None
+        action = f"moves it to {moved.isoformat()}" if moved is not None else "drops it"
+        message = f"{verdict.day} is not a business day ({verdict.reason}): calendar policy {verdict.policy} {action}."
+        skips.append(UpcomingSkip(skip.fire.at.astimezone(tz), verdict.day, verdict.reason, moved, message))
+    return skips, complete
+
+
+def _explain_state(
+    schedule: Schedule,
+    rules: _Rules | None,
+    next_fire: Fire | None,
+    errors: dict[str, list[str]],
+    jitter: timedelta,
+    now: datetime,
+    tz: ZoneInfo,
+) -> ScheduleState:
+    if rules is None:
+        problems = "; ".join(f"{path}: {' '.join(messages)}" for path, messages in errors.items())
+        return ScheduleState("invalid", f"Invalid: the trigger cannot be evaluated ({problems}).", errors)
+    due = schedule.next_fire_at
+    if schedule.enabled and due is not None and due <= now:
+        # A slot the beat has yet to dispatch: it will be, whatever comes after it.
+        late = " Is a beat running?" if now - due > EXPLAIN_OVERDUE else ""
+        return ScheduleState("active", f"Active: due since {_local(due, tz)} and not dispatched yet.{late}", {})
+    also_paused = "" if schedule.enabled else " It is also paused."
+    if schedule.end_at is not None and schedule.end_at <= now:
+        return ScheduleState("ended", f"Ended: its end_at {_local(schedule.end_at, tz)} has passed.{also_paused}", {})
+    if next_fire is None:
+        if isinstance(rules.spec, OneShotSpec):
+            why = f"its one-shot time {rules.spec.run_at} has passed, so it fires no more"
+        elif schedule.end_at is not None:
+            why = f"no fire time is left before its end_at {_local(schedule.end_at, tz)}"
+        else:
+            why = "the rule has no fire time after now (its UNTIL or COUNT is spent, or the calendar leaves none)"
+        return ScheduleState("exhausted", f"Exhausted: {why}.{also_paused}", {})
+    if not schedule.enabled:
+        return ScheduleState(
+            "paused",
+            "Paused (enabled is false): nothing fires until it is resumed, and then from the moment it "
+            "is resumed on; slots passed while paused are not fired.",
+            {},
+        )
+    upcoming = _local(next_fire.at, tz)
+    dispatched = f", dispatched at {_local(next_fire.at + jitter, tz)} with its jitter" if jitter else ""
+    if schedule.start_at is not None and schedule.start_at > now:
+        return ScheduleState(
+            "not_started",
+            f"Not started: its start_at {_local(schedule.start_at, tz)} lies ahead; the first fire is at "
+            f"{upcoming}{dispatched}.",
+            {},
+        )
+    return ScheduleState("active", f"Active: the next fire is at {upcoming}{dispatched}.", {})
+
+
+def _explain_jitter(schedule: Schedule, jitter: timedelta) -> JitterExplanation | None:
+    if not schedule.jitter_seconds:
+        return None
+    seconds = int(jitter.total_seconds())
+    return JitterExplanation(
+        seconds,
+        schedule.jitter_seconds,
+        f"Each fire is dispatched {seconds} s after its time: a fixed offset in [0, {schedule.jitter_seconds}] s "
+        "derived from the schedule's id, the same for every fire. Runs keep the fire time as their slot.",
+    )

@@ -21,7 +21,15 @@ _TASK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 _HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 # Headers the service sets itself on every request; a job may not override them.
 RESERVED_HEADERS = frozenset(
-    {"content-type", "content-length", "host", "idempotency-key", "x-scheduler-timestamp", "x-scheduler-signature"}
+    {
+        "content-type",
+        "content-length",
+        "host",
+        "idempotency-key",
+        "x-scheduler-run-id",
+        "x-scheduler-timestamp",
+        "x-scheduler-signature",
+    }
 )
 
 _ALLOWED = {

@@ -26,10 +26,12 @@ from schedules import selectors, services
 from schedules.api.serializers import (
     BackfillResultSerializer,
     BackfillSerializer,
+    ExplainQuerySerializer,
     JobInputSerializer,
     JobOutputSerializer,
     PreviewQuerySerializer,
     PreviewSerializer,
+    ScheduleExplainSerializer,
     ScheduleInputSerializer,
     ScheduleOutputSerializer,
     TriggerNowSerializer,
@@ -105,6 +107,17 @@ class JobViewSet(TenantViewSet[Job]):
         parameters=[PreviewQuerySerializer],
         responses={200: PreviewSerializer, **problems(400, 404)},
     ),
+    explain=extend_schema(
+        summary="Why the schedule did, will, or did not fire",
+        description="The schedule's state and why; its last `count` slots (found by the engine, without "
+        "and with the calendar policy, a year back at most) with what became of each: fired, missed, "
+        "skipped by the overlap or the calendar policy, paused or not recorded, and why; and its next "
+        "`count` fire times as the preview gives them, with the calendar skips among them, its jitter and "
+        "the misfire and overlap policies that will apply. MANUAL runs are listed apart.",
+        operation_id="schedules_explain",
+        parameters=[ExplainQuerySerializer],
+        responses={200: ScheduleExplainSerializer, **problems(400, 404)},
+    ),
     trigger=extend_schema(
         summary="Run the schedule's job now",
         description="A run of kind MANUAL, enqueued at once. An `Idempotency-Key` header makes a "
@@ -149,6 +162,7 @@ class ScheduleViewSet(TenantViewSet[Schedule]):
         "list": scopes.READ,
         "retrieve": scopes.READ,
         "preview": scopes.READ,
+        "explain": scopes.READ,
         "trigger": scopes.OPERATE,
         "backfill": scopes.OPERATE,
         "enable": scopes.OPERATE,
@@ -187,6 +201,16 @@ class ScheduleViewSet(TenantViewSet[Schedule]):
         trigger = services.trigger_or_400(lambda: selectors.schedule_trigger(schedule))
         after = query.get("after") or timezone.now()
         return Response(_preview(trigger, schedule.timezone, after, query["count"]))
+
+    @action(detail=True, methods=["get"])
+    def explain(self, request: Request, pk: str) -> Response:
+        count = ExplainQuerySerializer.from_query(request.query_params).validated_data["count"]
+        schedule = self.get_object()
+        explanation = services.schedule_explain(schedule=schedule, count=count, now=timezone.now())
+        if explanation.trigger is not None:
+            explanation.preview = _preview(explanation.trigger, schedule.timezone, explanation.next_after, count)
+        context = {"timezone": schedule.timezone}
+        return Response(ScheduleExplainSerializer(explanation, context=context).data)
 
     @action(detail=True, methods=["post"])
     def trigger(self, request: Request, pk: str) -> Response:

@@ -75,6 +75,50 @@ def _wall_fire(day: date, wall: time, tz: ZoneInfo, timezone: str) -> Fire:
     return Fire(at)
 
 
+def _moved(
+    fire: Fire, day: date, target: date, calendar: BusinessDays, policy: str, tz: ZoneInfo, timezone: str
+) -> Fire:
+    """``fire`` (on the non-business ``day``) at the same wall time on ``target``."""
+    moved = _wall_fire(target, to_local(fire.at, tz).time(), tz, timezone)
+    reason = calendar.non_business_reason(day) or "not a business day"
+    direction = "next" if policy == "NEXT_BUSINESS_DAY" else "previous"
+    return Fire(
+        moved.at,
+        note=f"Moved from {day} ({reason}) to the {direction} business day {target}.",
+        kind="CALENDAR_SHIFT",
+        moved_from=day.isoformat(),
+    )
+
+
+@dataclass(frozen=True)
+class CalendarVerdict:
+    """What a calendar policy does to one fire of the rule that falls on a non-business day."""
+
+    day: date  # the fire's local day
+    reason: str  # why that day is not a business day ("Christmas Day", "Weekend (Saturday)")
+    policy: str
+    moved: Fire | None  # where NEXT/PREVIOUS_BUSINESS_DAY moves it; None under SKIP
+
+
+def calendar_verdict(fire: Fire, *, calendar: BusinessDays, policy: str, timezone: str) -> CalendarVerdict | None:
+    """None when ``fire`` lands on a business day, else what ``policy`` does with it: the same
+    reasoning :class:`CalendarPolicyTrigger` applies, for one fire, to explain it. A moved fire
+    that lands on the instant of another fire of the rule fires once there."""
+    if policy not in POLICIES:
+        raise ValueError(f"unknown calendar policy {policy!r}")
+    require_aware(fire.at, "fire.at")
+    tz = ZoneInfo(timezone)
+    day = to_local(fire.at, tz).date()
+    if calendar.is_business_day(day):
+        return None
+    reason = calendar.non_business_reason(day) or "not a business day"
+    if policy == "SKIP":
+        return CalendarVerdict(day, reason, policy, None)
+    forward = policy == "NEXT_BUSINESS_DAY"
+    target = (calendar.next_business_day if forward else calendar.previous_business_day)(day)
+    return CalendarVerdict(day, reason, policy, _moved(fire, day, target, calendar, policy, tz, timezone))
+
+
 @dataclass(frozen=True)
 class CalendarPolicyTrigger:
     """``inner``'s fires, kept off the calendar's non-business days by ``policy``."""
@@ -133,16 +177,7 @@ class CalendarPolicyTrigger:
         return best
 
     def _moved(self, fire: Fire, day: date, target: date) -> Fire:
-        """``fire`` (on the non-business ``day``) at the same wall time on ``target``."""
-        moved = _wall_fire(target, to_local(fire.at, self._tz).time(), self._tz, self.timezone)
-        reason = self.calendar.non_business_reason(day) or "not a business day"
-        direction = "next" if self.policy == "NEXT_BUSINESS_DAY" else "previous"
-        return Fire(
-            moved.at,
-            note=f"Moved from {day} ({reason}) to the {direction} business day {target}.",
-            kind="CALENDAR_SHIFT",
-            moved_from=day.isoformat(),
-        )
+        return _moved(fire, day, target, self.calendar, self.policy, self._tz, self.timezone)
 
     def _day_start(self, day: date) -> datetime:
         """Just before the first instant of a local day, as an ``after`` for the inner trigger."""

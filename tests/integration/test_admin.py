@@ -22,7 +22,7 @@ from django_celery_beat.models import (
 )
 
 from calendars.models import Calendar, CalendarDate
-from runs.models import Run, RunAttempt, RunStatus
+from runs.models import DeadLetter, Run, RunAttempt, RunStatus
 from scheduler_project.models import OutboxEvent
 from schedules.models import BeatLease, Job, Schedule
 from schedules.services import beat_lease_acquire
@@ -48,7 +48,7 @@ MODEL_IDS = [model._meta.label for model, _ in REGISTERED]
 
 # Tenant resources change only through the API (and the admin actions that call its services);
 # runs and outbox events are history. None of them may be added, edited or deleted here.
-READ_ONLY_MODELS = [Job, Schedule, Calendar, CalendarDate, Run, RunAttempt, OutboxEvent, BeatLease]
+READ_ONLY_MODELS = [Job, Schedule, Calendar, CalendarDate, Run, RunAttempt, DeadLetter, OutboxEvent, BeatLease]
 
 SEARCH_MISS = "no-such-thing-anywhere"
 
@@ -70,7 +70,19 @@ def _build_samples(admin_user: User) -> dict[type[Model], Model]:
     WorkerFactory(name="worker-2@host", status=WorkerStatus.OFFLINE, tenant_id=TENANT)
     run = RunFactory(schedule=schedule, status=RunStatus.SUCCEEDED, worker=worker, idempotency_key="kpi-2027-01")
     attempt = RunAttemptFactory(run=run, worker=worker, worker_name=worker.name)
-    RunFactory(tenant_id=OTHER_TENANT, status=RunStatus.DEAD)
+    dead = RunFactory(tenant_id=OTHER_TENANT, status=RunStatus.DEAD)
+    dead_letter = DeadLetter.objects.create(
+        tenant_id=OTHER_TENANT,
+        run=dead,
+        job=dead.job,
+        series=1,
+        attempts=3,
+        payload={"scope": "all"},
+        target=dead.job.target,
+        error_type="RetryableError",
+        error_message="POST https://example.test/hook answered 503",
+        response_status=503,
+    )
     event = OutboxEvent.objects.create(
         tenant_id=TENANT,
         type="scheduler.schedule.created",
@@ -106,6 +118,7 @@ def _build_samples(admin_user: User) -> dict[type[Model], Model]:
         Schedule: schedule,
         Run: run,
         RunAttempt: attempt,
+        DeadLetter: dead_letter,
         Worker: worker,
     }
 
@@ -322,6 +335,44 @@ def test_schedule_action_on_unchanged_schedule_records_no_event(
     schedule.refresh_from_db()
     assert schedule.enabled is already
     assert _events(schedule) == []
+
+
+# --- run actions ----------------------------------------------------------------------------
+
+
+def test_run_retry_action_replays_failed_runs_and_leaves_the_rest(
+    admin_client: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    dead = RunFactory(status=RunStatus.DEAD, job__queue="admin-test-retry")
+    cancelled = RunFactory(status=RunStatus.CANCELLED, job__queue="admin-test-retry")
+    succeeded = RunFactory(status=RunStatus.SUCCEEDED)
+
+    with django_capture_on_commit_callbacks(execute=False):
+        response = admin_client.post(
+            _url(Run, "changelist"),
+            {"action": "retry", "_selected_action": [str(r.pk) for r in (dead, cancelled, succeeded)]},
+            follow=True,
+        )
+
+    assert response.status_code == 200
+    assert "Retried 2 run(s); 1 not FAILED, DEAD or CANCELLED left alone." in response.content.decode()
+    assert {Run.objects.get(pk=r.pk).series for r in (dead, cancelled)} == {2}
+    assert Run.objects.get(pk=succeeded.pk).series == 1
+
+
+def test_run_cancel_action_cancels_only_runs_that_have_not_started(admin_client: Client) -> None:
+    queued = RunFactory(status=RunStatus.QUEUED)
+    running = RunFactory(status=RunStatus.RUNNING)
+
+    response = admin_client.post(
+        _url(Run, "changelist"),
+        {"action": "cancel", "_selected_action": [str(queued.pk), str(running.pk)]},
+        follow=True,
+    )
+
+    assert "Cancelled 1 run(s); 1 already running or finished left alone." in response.content.decode()
+    assert Run.objects.get(pk=queued.pk).status == RunStatus.CANCELLED
+    assert Run.objects.get(pk=running.pk).status == RunStatus.RUNNING
 
 
 # --- who may enter --------------------------------------------------------------------------

@@ -345,6 +345,12 @@ JOB_CASES: dict[str, Case] = {
     "backoff_list": Case({"backoff": [10, 600]}, "backoff"),
     "required_capabilities_text": Case({"required_capabilities": "gpu"}, "required_capabilities"),
     "required_capabilities_nested": Case({"required_capabilities": [["gpu"]]}, "required_capabilities.0"),
+    "required_capabilities_queue_syntax": Case({"required_capabilities": ["gpu+eu"]}, "required_capabilities.0"),
+    "required_capabilities_too_many": Case(
+        {"required_capabilities": [f"cap{i}" for i in range(9)]}, "required_capabilities"
+    ),
+    "webhook_secret_short": Case({"webhook_secret": "short"}, "webhook_secret", "at least 16"),
+    "webhook_secret_object": Case({"webhook_secret": {"k": "v"}}, "webhook_secret"),
     # out of range
     "max_attempts_zero": Case({"max_attempts": 0}, "max_attempts", "greater than or equal to 1"),
     "max_attempts_101": Case({"max_attempts": 101}, "max_attempts", "less than or equal to 100"),

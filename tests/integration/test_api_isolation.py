@@ -21,7 +21,7 @@ from django.conf import settings
 from rest_framework.test import APIClient
 
 from calendars.models import Calendar
-from runs.models import RunStatus
+from runs.models import Run, RunStatus
 from scheduler_project.api import scopes
 from scheduler_project.api.router import router
 from schedules.models import Job, Schedule
@@ -87,6 +87,10 @@ def _schedule_unchanged(schedule: Schedule) -> bool:
 
 def _calendar_unchanged(calendar: Calendar) -> bool:
     return Calendar.objects.filter(pk=calendar.pk, name=calendar.name).exists()
+
+
+def _run_status_unchanged(run: Run) -> bool:
+    return Run.objects.filter(pk=run.pk, status=run.status, series=run.series).exists()
 
 
 def _dedicated_worker(tenant: str) -> Any:
@@ -163,6 +167,14 @@ ENDPOINTS = [
         make=lambda t: ScheduleFactory(tenant_id=t),
     ),
     Endpoint(
+        "schedules-explain",
+        "get",
+        "/api/v1/schedules/{id}/explain",
+        scopes.READ,
+        200,
+        make=lambda t: ScheduleFactory(tenant_id=t),
+    ),
+    Endpoint(
         "schedules-trigger",
         "post",
         "/api/v1/schedules/{id}/trigger",
@@ -189,6 +201,25 @@ ENDPOINTS = [
     ),
     Endpoint("runs-list", "get", "/api/v1/runs", scopes.READ, 200),
     Endpoint("runs-retrieve", "get", "/api/v1/runs/{id}", scopes.READ, 200, make=lambda t: RunFactory(tenant_id=t)),
+    Endpoint(
+        "runs-cancel",
+        "post",
+        "/api/v1/runs/{id}/cancel",
+        scopes.OPERATE,
+        200,
+        make=lambda t: RunFactory(tenant_id=t, status=RunStatus.QUEUED),
+        still_there=_run_status_unchanged,
+    ),
+    Endpoint(
+        "runs-retry",
+        "post",
+        "/api/v1/runs/{id}/retry",
+        scopes.OPERATE,
+        202,
+        make=lambda t: RunFactory(tenant_id=t, status=RunStatus.DEAD),
+        still_there=_run_status_unchanged,
+    ),
+    Endpoint("runs-replay", "post", "/api/v1/runs/replay", scopes.OPERATE, 202, body=lambda t: {"status": ["DEAD"]}),
     Endpoint("calendars-list", "get", "/api/v1/calendars", scopes.READ, 200),
     Endpoint("calendars-create", "post", "/api/v1/calendars", scopes.ADMIN, 201, body=_calendar_body),
     Endpoint(

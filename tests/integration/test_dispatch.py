@@ -22,6 +22,7 @@ from runs.services import run_sweep
 from scheduler_project.models import OutboxEvent
 from schedules import services
 from schedules.models import Schedule
+from schedules.wakeup import NOTIFY_CHANNEL
 from tests.factories import JobFactory, RunFactory, ScheduleFactory
 
 MINUTELY = {"version": 1, "type": "CRON", "expression": "* * * * *"}
@@ -285,7 +286,7 @@ def test_schedule_changes_notify_sleeping_beats(api: Any) -> None:
     listener = psycopg2.connect(**connection.get_connection_params())
     listener.set_isolation_level(0)
     with listener.cursor() as cursor:
-        cursor.execute(f"LISTEN {services.NOTIFY_CHANNEL}")
+        cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
     try:
         response = api.post(
             "/api/v1/schedules",
@@ -296,6 +297,6 @@ def test_schedule_changes_notify_sleeping_beats(api: Any) -> None:
         ready, _, _ = select.select([listener], [], [], 5)
         assert ready, "no notification within 5 s"
         listener.poll()
-        assert [n.channel for n in listener.notifies] == [services.NOTIFY_CHANNEL]
+        assert [n.channel for n in listener.notifies] == [NOTIFY_CHANNEL]
     finally:
         listener.close()

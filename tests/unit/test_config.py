@@ -76,6 +76,8 @@ BAD = [
     ("DEFAULT_TZ", "Mars/Olympus", "DEFAULT_TZ"),
     ("DEBUG", "maybe", "DEBUG"),
     ("SECRET_KEY", "short", "SECRET_KEY"),
+    ("RUN_LEASE_GRACE_SECONDS", "0", "RUN_LEASE_GRACE_SECONDS"),
+    ("RUN_LEASE_GRACE_SECONDS", "soon", "RUN_LEASE_GRACE_SECONDS"),
 ]
 
 

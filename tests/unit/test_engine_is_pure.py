@@ -17,6 +17,7 @@ ENGINE_MODULES = [
     "schedules.engine.simple",
     "schedules.engine.business",
     "schedules.engine.compose",
+    "schedules.engine.lookback",
     "runs.targets.spec",
     "calendars.sources",
     "calendars.engine",

@@ -1,0 +1,29 @@
+"""Celery tasks of the runs app: thin, the work is in runs.services."""
+
+from __future__ import annotations
+
+import logging
+from uuid import UUID
+
+from celery import shared_task
+from celery.app.task import Task
+
+from runs import services
+
+logger = logging.getLogger(__name__)
+
+
+# acks_late: the message is acknowledged after the task returns, so a worker that dies mid-run
+# leaves it to be delivered again; reject_on_worker_lost: a pool child killed mid-task puts its
+# message back rather than acknowledging it. Either redelivery is harmless: the run is claimed by
+# a conditional update, and a run whose worker vanished is taken back by its lease anyway.
+@shared_task(name=services.EXECUTE_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def execute_run(self: Task, run_id: str) -> str:
+    try:
+        pk = UUID(run_id)
+    except (TypeError, ValueError):
+        logger.error("execute_run got %r, not a run id: message dropped", run_id)
+        return "invalid"
+    result = services.run_execute(run_id=pk, worker_name=self.request.hostname or "")
+    logger.info("run %s: %s", run_id, result)
+    return result
