@@ -153,6 +153,16 @@ def run_dispatch_retries(*, now: datetime, limit: int = 500) -> int:
     return len(due)
 
 
+def run_next_lease_expiry() -> datetime | None:
+    """When the earliest running run's lease lapses (the leader wakes then to take it back)."""
+    return (
+        Run.objects.filter(status=RunStatus.RUNNING, lease_expires_at__isnull=False)
+        .order_by("lease_expires_at")
+        .values_list("lease_expires_at", flat=True)
+        .first()
+    )
+
+
 def run_next_retry_at() -> datetime | None:
     """When the earliest waiting retry is due (the beat sleeps no longer than that)."""
     return (

@@ -30,7 +30,13 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from runs.services import run_dispatch_retries, run_next_retry_at, run_recover_lost, run_sweep
+from runs.services import (
+    run_dispatch_retries,
+    run_next_lease_expiry,
+    run_next_retry_at,
+    run_recover_lost,
+    run_sweep,
+)
 from schedules import services
 from schedules.wakeup import NOTIFY_CHANNEL
 
@@ -96,7 +102,10 @@ class Scheduler(DatabaseScheduler):
                 logger.warning("sweeper re-enqueued %d runs", resent)
 
     def _until_next_due(self) -> float:
-        due = [at for at in (services.schedule_next_due(), run_next_retry_at()) if at is not None]
+        candidates = [services.schedule_next_due(), run_next_retry_at()]
+        if self.token is not None:  # the leader takes back runs whose lease lapsed
+            candidates.append(run_next_lease_expiry())
+        due = [at for at in candidates if at is not None]
         if not due:
             return float(self.max_interval)
         return max(0.0, (min(due) - timezone.now()).total_seconds())

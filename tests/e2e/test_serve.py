@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from scheduler_project.config import BASE_DIR
+from tests.e2e.harness import Receiver
 
 pytestmark = pytest.mark.e2e
 SERVICE_VARIABLES = {"POSTGRES_URL", "REDIS_URL", "NATS_URL", "SECRET_KEY", "JWKS_URL", "DEBUG", "PORT", "DATA_DIR"}
@@ -170,6 +171,44 @@ def test_token_from_issue_token_creates_and_lists_a_schedule(service: Service) -
     status, problem = service.request("GET", "/api/v1/schedules", "not-a-token")
     assert status == 401
     assert problem["status"] == 401
+
+
+def test_a_triggered_run_is_delivered_on_the_embedded_default(service: Service) -> None:
+    receiver = Receiver()
+    receiver.start()
+    try:
+        token = _issue_token(service)
+        status, job = service.request(
+            "POST",
+            "/api/v1/jobs",
+            token,
+            {"key": "documents.archive", "name": "Archive", "target": {"type": "HTTP", "url": receiver.url}},
+        )
+        assert status == 201, job
+        status, schedule = service.request(
+            "POST",
+            "/api/v1/schedules",
+            token,
+            {"name": "archive", "job": job["id"], "trigger": {"type": "CRON", "expression": "0 3 * * *"}},
+        )
+        assert status == 201, schedule
+        status, run = service.request(
+            "POST", f"/api/v1/schedules/{schedule['id']}/trigger", token, {"payload": {"n": 1}}
+        )
+        assert status == 202, run
+
+        _wait_for(
+            lambda: service.request("GET", f"/api/v1/runs/{run['id']}", token)[1]["status"] == "SUCCEEDED",
+            60,
+            "the run to succeed",
+            service.log,
+        )
+        [request] = receiver.for_run(run["id"])
+        assert request.json["payload"] == {"n": 1}
+        attempts = service.request("GET", f"/api/v1/runs/{run['id']}", token)[1]["attempts"]
+        assert [(a["outcome"], a["response_status"]) for a in attempts] == [("SUCCEEDED", 200)]
+    finally:
+        receiver.stop()
 
 
 def test_bad_configuration_stops_start_up_with_one_line(tmp_path: Path) -> None:
