@@ -6,6 +6,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DATA_DIR=/var/lib/scheduler \
+    PROMETHEUS_MULTIPROC_DIR=/var/lib/scheduler/metrics \
     PORT=3080
 
 WORKDIR /app
@@ -14,8 +15,8 @@ RUN pip install -r requirements.txt
 
 COPY . .
 RUN useradd --system --home-dir /app --shell /usr/sbin/nologin scheduler \
-    && mkdir -p "$DATA_DIR" \
-    && DATA_DIR=/tmp/build python manage.py collectstatic --noinput -v 0 \
+    && mkdir -p "$DATA_DIR" "$PROMETHEUS_MULTIPROC_DIR" \
+    && DATA_DIR=/tmp/build PROMETHEUS_MULTIPROC_DIR= python manage.py collectstatic --noinput -v 0 \
     && cp -r /tmp/build/static "$DATA_DIR/static" \
     && rm -rf /tmp/build \
     && chown -R scheduler "$DATA_DIR"
@@ -23,4 +24,6 @@ USER scheduler
 
 EXPOSE 3080
 HEALTHCHECK --interval=30s --timeout=5s CMD python -c "import os,urllib.request; urllib.request.urlopen(f'http://127.0.0.1:{os.environ[\"PORT\"]}/healthz', timeout=4)"
-CMD ["sh", "-c", "exec gunicorn scheduler_project.wsgi --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY:-4} --access-logfile - --graceful-timeout 20"]
+# The metrics directory starts empty in a new container; compose's migrate job empties the shared
+# volume at each start (a Kubernetes emptyDir starts empty with its pod).
+CMD ["sh", "-c", "exec gunicorn scheduler_project.wsgi --config python:scheduler_project.gunicorn_conf --bind 0.0.0.0:${PORT} --workers ${WEB_CONCURRENCY:-4} --graceful-timeout 20"]

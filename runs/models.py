@@ -128,6 +128,13 @@ class Run(TenantModel):
                 name="run_job_blocked_idx",
                 condition=models.Q(blocked_at__isnull=False),
             ),
+            # A worker's running runs: its heartbeat counts them, and a worker found offline
+            # has them taken back (workers.services).
+            models.Index(
+                fields=["worker"],
+                name="run_worker_running_idx",
+                condition=models.Q(status=RunStatus.RUNNING),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -40,16 +41,20 @@ from runs.models import (
     DeadLetter,
     Run,
     RunAttempt,
+    RunKind,
     RunStatus,
 )
 from runs.routing import run_queue
 from runs.targets.base import Delivery, DeliveryError, DeliveryTimeout, Receipt
 from runs.targets.registry import deliver
+from scheduler_project import metrics, tracing
 from scheduler_project.celery import app as celery_app
 from scheduler_project.errors import Conflict, ValidationFailed
-from scheduler_project.events import event_record
+from scheduler_project.events import event_build, events_record
+from scheduler_project.models import OutboxEvent
 from schedules.models import Job, OverlapPolicy, Schedule
 from schedules.wakeup import beats_wake
+from workers.selectors import worker_id_by_name
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +71,7 @@ def _lease_grace() -> timedelta:
 # --- Enqueueing ---------------------------------------------------------------------------------
 
 
-def _publish(runs: Iterable[tuple[UUID, str, int]]) -> None:
+def _publish(runs: Iterable[tuple[UUID, str, int]], *, first: bool = False) -> None:
     """Send one execute message per (run id, queue, timeout). The message carries only the id:
     the row is the truth, and a message delivered twice finds the run already claimed.
 
@@ -75,20 +80,55 @@ def _publish(runs: Iterable[tuple[UUID, str, int]]) -> None:
     argsrepr/kwargsrepr, the headers Celery would build with saferepr, saves a fifth of
     send_task's time (bench/beat.py). The time limits are a backstop behind the targets' own
     deadline: a task still running past them is killed, and the run's lease brings it back.
+
+    Traced, each message is published inside a span of its own run (:func:`_enqueue_spans`), so
+    the message carries that run's trace context and not its batch's. ``first``: the runs leave
+    SCHEDULED (:func:`run_enqueue`), rather than being sent again while QUEUED.
     """
+    runs = list(runs)
+    spans = _enqueue_spans(runs, first=first) if tracing.tracing_enabled() else {}
     with celery_app.producer_or_acquire() as producer, producer.batch():
         for pk, queue, timeout in runs:
             args = [str(pk)]
-            celery_app.send_task(
-                EXECUTE_TASK,
-                args=args,
-                queue=queue,
-                producer=producer,
-                argsrepr=repr(args),
-                kwargsrepr="{}",
-                soft_time_limit=timeout + 5,
-                time_limit=timeout + 15,
-            )
+            with spans.get(pk) or nullcontext():
+                celery_app.send_task(
+                    EXECUTE_TASK,
+                    args=args,
+                    queue=queue,
+                    producer=producer,
+                    argsrepr=repr(args),
+                    kwargsrepr="{}",
+                    soft_time_limit=timeout + 5,
+                    time_limit=timeout + 15,
+                )
+
+
+def _enqueue_spans(runs: list[tuple[UUID, str, int]], *, first: bool) -> dict[UUID, AbstractContextManager[Any]]:
+    """A span per run, not yet started: ``schedule.fire`` when a scheduled slot that never ran is
+    sent (the root of the run's trace when the beat sends it), ``run.enqueue`` for any other send
+    (a retry, a manual trigger, a backfill, a freed slot: a child of whatever operation sends it).
+    One query for the batch, made only when tracing is on."""
+    queues = {pk: queue for pk, queue, _ in runs}
+    rows = Run.objects.filter(pk__in=list(queues)).values_list(
+        "pk", "tenant_id", "kind", "schedule_id", "scheduled_for", "attempt", "series", "job__key"
+    )
+    now = timezone.now()
+    spans: dict[UUID, AbstractContextManager[Any]] = {}
+    for pk, tenant_id, kind, schedule_id, scheduled_for, attempt, series, job_key in rows:
+        fire = first and kind == RunKind.SCHEDULED and attempt == 0 and series == 1
+        attributes = {
+            "scheduler.run.id": str(pk),
+            "scheduler.run.kind": kind,
+            "scheduler.run.scheduled_for": scheduled_for.isoformat(),
+            "scheduler.run.series": series,
+            "scheduler.schedule.id": str(schedule_id) if schedule_id else None,
+            "scheduler.job": job_key,
+            "scheduler.tenant.id": tenant_id,
+            "messaging.destination.name": queues[pk],
+            "scheduler.schedule.lag_seconds": (now - scheduled_for).total_seconds() if fire else None,
+        }
+        spans[pk] = tracing.span("schedule.fire" if fire else "run.enqueue", attributes)
+    return spans
 
 
 def _routes(run_ids: list[UUID], **filters: Any) -> list[tuple[UUID, str, int]]:
@@ -107,7 +147,7 @@ def run_enqueue(*, run_ids: Iterable[UUID]) -> int:
     routes = _routes(list(run_ids), status=RunStatus.SCHEDULED)
     if not routes:
         return 0
-    _publish(routes)
+    _publish(routes, first=True)
     # Conditional: a worker may already have claimed a run whose message went out first.
     return Run.objects.filter(pk__in=[pk for pk, _, _ in routes], status=RunStatus.SCHEDULED).update(
         status=RunStatus.QUEUED, queued_at=timezone.now(), updated_at=timezone.now()
@@ -195,7 +235,9 @@ def run_execute(*, run_id: UUID, worker_name: str = "") -> str:
     if claim is None:
         return "not claimed"
     try:
-        receipt = deliver(run_delivery(claim))
+        # Traced: the target's request or message carries this span's context (run_delivery).
+        with tracing.span("run.deliver", _deliver_attributes(claim)):
+            receipt = deliver(run_delivery(claim))
     except DeliveryError as error:
         return run_attempt_failed(claim=claim, error=error)
     except SoftTimeLimitExceeded:  # the backstop behind the target's own deadline
@@ -239,6 +281,9 @@ def run_claim(*, run_id: UUID, worker_name: str = "", now: datetime | None = Non
     run.blocked_at = None
     run.reason = ""
     run.lease_expires_at = now + timedelta(seconds=job.timeout_seconds) + _lease_grace()
+    # The registered worker (workers.signals) whose name is the Celery hostname: its heartbeat
+    # counts this run, and the run is taken back at once if that worker goes offline.
+    run.worker_id = worker_id_by_name(name=worker_name)
     run.save(
         update_fields=[
             "status",
@@ -248,13 +293,20 @@ def run_claim(*, run_id: UUID, worker_name: str = "", now: datetime | None = Non
             "blocked_at",
             "reason",
             "lease_expires_at",
+            "worker",
             "updated_at",
         ]
     )
     attempt = RunAttempt.objects.create(
-        run=run, series=run.series, number=run.attempt, worker_name=worker_name[:200], started_at=now
+        run=run,
+        series=run.series,
+        number=run.attempt,
+        worker_id=run.worker_id,
+        worker_name=worker_name[:200],
+        started_at=now,
     )
-    _run_event(run, "started", worker=worker_name)
+    _run_event(run, "started", attempt=run.attempt, worker=worker_name)
+    metrics.run_started(run=run, job=job, now=now)
     return Claim(run=run, job=job, attempt=attempt)
 
 
@@ -301,7 +353,20 @@ def run_delivery(claim: Claim) -> Delivery:
         body=run_body(run, job),
         deadline=time.monotonic() + job.timeout_seconds,
         secret=job.webhook_secret or settings.WEBHOOK_HMAC_SECRET,
+        # The current trace context (traceparent ...), when traced: an EVENT target's message
+        # carries it; an HTTP target's request gets it from requests' instrumentation anyway.
+        headers=tracing.trace_headers(),
     )
+
+
+def _deliver_attributes(claim: Claim) -> dict[str, Any]:
+    return {
+        "scheduler.run.id": str(claim.run.pk),
+        "scheduler.run.attempt": claim.attempt.number,
+        "scheduler.run.series": claim.attempt.series,
+        "scheduler.job": claim.job.key,
+        "scheduler.target.type": claim.job.target.get("type"),
+    }
 
 
 def run_attempt_succeeded(*, claim: Claim, receipt: Receipt, now: datetime | None = None) -> str:
@@ -401,11 +466,14 @@ def _finish(
             error_type=error_type,
             error_message=error_message,
         )
+        # Metrics count at the change, inside its transaction: a rollback after them (rare) counts one too many.
+        metrics.attempt_finished(job=job, outcome=attempt_outcome, started_at=claim.attempt.started_at, now=now)
         if not moved:
             logger.warning(
                 "run %s was taken back from this worker (its lease expired): result kept on the attempt", run.pk
             )
             return "superseded"
+        metrics.run_moved(run=run, job=job, status=status)
         if job.concurrency_limit is not None:  # serialise with run_claim's count of the slots
             Job.objects.select_for_update().filter(pk=job.pk).values_list("pk", flat=True).get()
         run.status, run.finished_at, run.error_type, run.error_message = status, now, error_type, error_message
@@ -459,13 +527,17 @@ def _release_slot(run: Run, job: Job) -> None:
         transaction.on_commit(lambda: _publish(routes))
 
 
-def run_recover_lost(*, now: datetime, limit: int = 100) -> int:
+def run_recover_lost(*, now: datetime, limit: int = 100, worker_id: UUID | None = None) -> int:
     """Take back RUNNING runs whose lease ran out — their worker died or hung past the job's
     timeout — and treat the attempt as lost: retried per the job's backoff, or dead when its
-    attempts are spent. Returns how many were recovered."""
+    attempts are spent. Returns how many were recovered.
+
+    With ``worker_id``: that worker's RUNNING runs whatever their lease, because the worker was
+    found offline (workers.services) or started again under the same name."""
     recovered = 0
+    lost = Q(worker_id=worker_id) if worker_id is not None else Q(lease_expires_at__lt=now)
     candidates = list(
-        Run.objects.filter(status=RunStatus.RUNNING, lease_expires_at__lt=now)
+        Run.objects.filter(lost, status=RunStatus.RUNNING)
         .order_by("lease_expires_at")
         .values_list("pk", flat=True)[:limit]
     )
@@ -474,7 +546,7 @@ def run_recover_lost(*, now: datetime, limit: int = 100) -> int:
             run = (
                 Run.objects.select_for_update(skip_locked=True, of=("self",))
                 .select_related("job", "schedule")
-                .filter(pk=pk, status=RunStatus.RUNNING, lease_expires_at__lt=now)
+                .filter(lost, pk=pk, status=RunStatus.RUNNING)
                 .first()
             )
             if run is None:
@@ -482,9 +554,13 @@ def run_recover_lost(*, now: datetime, limit: int = 100) -> int:
             attempt = RunAttempt.objects.filter(run=run, series=run.series, number=run.attempt).first()
             if attempt is None:  # cannot happen through run_claim; make the row consistent anyway
                 attempt = RunAttempt.objects.create(run=run, series=run.series, number=run.attempt, started_at=now)
+            why = (
+                "the worker went offline"
+                if worker_id is not None
+                else f"the run's lease expired at {run.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC"
+            )
             error = DeliveryError(
-                f"the worker {attempt.worker_name or '?'} stopped before finishing: the run's lease "
-                f"expired at {run.lease_expires_at:%Y-%m-%d %H:%M:%S} UTC",
+                f"the worker {attempt.worker_name or '?'} stopped before finishing: {why}",
                 error_type="WorkerLost",
             )
             run_attempt_failed(claim=Claim(run=run, job=run.job, attempt=attempt), error=error, now=now, lost=True)
@@ -493,7 +569,12 @@ def run_recover_lost(*, now: datetime, limit: int = 100) -> int:
 
 
 def _run_event(run: Run, event: str, **extra: Any) -> None:
-    event_record(
+    events_record([run_event_build(run=run, event=event, **extra)])
+
+
+def run_event_build(*, run: Run, event: str, **extra: Any) -> OutboxEvent:
+    """``scheduler.run.<event>`` with the run's document (docs/events.md), not yet recorded."""
+    return event_build(
         tenant_id=run.tenant_id,
         type=f"scheduler.run.{event}",
         aggregate_type="run",

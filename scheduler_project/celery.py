@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from celery import Celery
+from celery.signals import beat_init, setup_logging, task_prerun, worker_init, worker_process_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scheduler_project.settings")
 
@@ -12,3 +14,56 @@ app = Celery("scheduler_project")
 # All Celery settings live in Django settings under the CELERY_ prefix.
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+def _recycle_database_connections(sender: Any = None, **kwargs: Any) -> None:
+    """Between two tasks, treat the database connection as Django does between two requests:
+    closed only when unusable or older than CONN_MAX_AGE (health-checked before reuse). Celery's
+    Django fixup would otherwise close it around every task (CELERY_DB_REUSE_MAX in settings
+    turns that off), and a new PostgreSQL backend per run cost more than the run (bench/execution.py)."""
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return  # run in the caller's process (Task.apply): its connection is the caller's
+    from django.db import close_old_connections
+
+    close_old_connections()
+
+
+@setup_logging.connect
+def _configure_logging(loglevel: int | str | None = None, **kwargs: Any) -> None:
+    """Workers and beats log as the API does (scheduler_project.logs), at their --loglevel.
+    Connecting here also stops Celery from installing handlers of its own."""
+    from django.conf import settings
+
+    from scheduler_project import logs
+
+    logs.configure(settings.LOGGING, level=loglevel or None)
+
+
+# Tracing (scheduler_project/tracing.py) is set up in the process that does the work, after any
+# fork: a prefork pool's processes each set it up, the worker's main process does not.
+@worker_process_init.connect
+def _trace_pool_process(**kwargs: Any) -> None:
+    from scheduler_project import tracing
+
+    tracing.tracing_configure("scheduler-worker")
+
+
+@worker_init.connect
+def _trace_worker(sender: Any = None, **kwargs: Any) -> None:
+    """Pools that do not fork (solo, threads) run tasks in the worker's main process."""
+    from celery.concurrency import ALIASES
+
+    pool = getattr(sender, "pool_cls", None) or "prefork"
+    path = ALIASES.get(pool, pool) if isinstance(pool, str) else f"{pool.__module__}:{pool.__qualname__}"
+    if path != ALIASES["prefork"]:
+        from scheduler_project import tracing
+
+        tracing.tracing_configure("scheduler-worker")
+
+
+@beat_init.connect
+def _trace_beat(**kwargs: Any) -> None:
+    from scheduler_project import tracing
+
+    tracing.tracing_configure("scheduler-beat")

@@ -9,6 +9,7 @@ SQLite and a filesystem Celery broker under ``DATA_DIR``, no server processes ne
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,16 +41,24 @@ class Config:
     broker_transport_options: dict[str, Any]
     redis_url: str | None
     nats_url: str | None
+    nats_events_stream: str | None
+    events_source: str
     jwks_url: str | None
     jwt_audience: str | None
     jwt_issuer: str | None
     default_tz: str
     webhook_hmac_secret: str
     run_lease_grace_seconds: int
+    worker_heartbeat_seconds: int
+    worker_offline_after_seconds: int
     secret_key: str
     debug: bool
     allowed_hosts: list[str]
     data_dir: Path
+    # Observability (scheduler_project.logs, .metrics, .health).
+    log_format: str = "json"
+    ready_require: tuple[str, ...] = ("database", "broker", "nats", "beat")
+    metrics_dir: Path | None = None
 
     @property
     def embedded(self) -> bool:
@@ -102,6 +111,33 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int, w
     return int(value)
 
 
+def _stream_name(env: Mapping[str, str]) -> str | None:
+    value = _get(env, "NATS_EVENTS_STREAM")
+    if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", value):
+        raise ConfigError("NATS_EVENTS_STREAM", f"must be 1-64 letters, digits, - or _ (got {value!r})")
+    return value
+
+
+def _events_source(env: Mapping[str, str]) -> str:
+    value = _get(env, "EVENTS_SOURCE") or "/scheduler"
+    if len(value) > 200 or re.search(r"\s", value):
+        raise ConfigError("EVENTS_SOURCE", f"must be a URI reference of at most 200 characters (got {value!r})")
+    return value
+
+
+def _worker_liveness(env: Mapping[str, str]) -> tuple[int, int]:
+    """How often a worker sends a heartbeat, and how long one may be missing before the worker
+    is declared offline: a few heartbeats must fit in that window, or a slow one is a false alarm."""
+    heartbeat = _int(env, "WORKER_HEARTBEAT_SECONDS", 10, 1, 3600, "seconds")
+    offline_after = _int(env, "WORKER_OFFLINE_AFTER_SECONDS", 60, 2, 86400, "seconds")
+    if offline_after < 2 * heartbeat:
+        raise ConfigError(
+            "WORKER_OFFLINE_AFTER_SECONDS",
+            f"must be at least twice WORKER_HEARTBEAT_SECONDS ({heartbeat}), got {offline_after}",
+        )
+    return heartbeat, offline_after
+
+
 def _port(env: Mapping[str, str]) -> int:
     return _int(env, "PORT", 3080, 1, 65535, "a port number")
 
@@ -142,12 +178,14 @@ def _broker(redis_url: str | None, data_dir: Path) -> tuple[str, dict[str, Any]]
     # kombu's filesystem transport: a broker that is just a folder, shared by every process
     # on this machine. Good for the embedded default, not for production.
     folder = data_dir / "broker"
-    for sub in ("out", "processed"):
+    for sub in ("out", "processed", "control"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
     return "filesystem://", {
         "data_folder_in": str(folder / "out"),
         "data_folder_out": str(folder / "out"),
         "processed_folder": str(folder / "processed"),
+        # Exchange bindings; kombu's default is "control" in the working directory.
+        "control_folder": str(folder / "control"),
         "store_processed": False,
     }
 
@@ -170,6 +208,45 @@ def _secret_key(env: Mapping[str, str], data_dir: Path, embedded: bool) -> str:
     return path.read_text().strip()
 
 
+LOG_FORMATS = ("json", "console")
+READY_CHECKS = ("database", "broker", "nats", "beat", "workers")
+
+
+def _log_format(env: Mapping[str, str]) -> str:
+    value = (_get(env, "LOG_FORMAT") or "json").lower()
+    if value not in LOG_FORMATS:
+        raise ConfigError("LOG_FORMAT", f"must be one of {', '.join(LOG_FORMATS)} (got {value!r})")
+    return value
+
+
+def _ready_require(env: Mapping[str, str]) -> tuple[str, ...] | None:
+    """The readiness checks whose failure answers 503; None: the default."""
+    value = _get(env, "READY_REQUIRE")
+    if value is None:
+        return None
+    names = [part.strip().lower() for part in value.split(",") if part.strip()]
+    unknown = sorted(set(names) - set(READY_CHECKS))
+    if unknown or not names:
+        raise ConfigError("READY_REQUIRE", f"must name checks among {', '.join(READY_CHECKS)} (got {value!r})")
+    return tuple(dict.fromkeys(names))
+
+
+def _metrics_dir(env: Mapping[str, str]) -> Path | None:
+    """prometheus_client's multiprocess directory (it reads the variable itself, in every process):
+    created when missing, so that a typo fails at start-up rather than at the first metric."""
+    value = _get(env, "PROMETHEUS_MULTIPROC_DIR")
+    if value is None:
+        return None
+    path = Path(value)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("PROMETHEUS_MULTIPROC_DIR", f"cannot create {value!r} ({exc.strerror})") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError("PROMETHEUS_MULTIPROC_DIR", f"{value!r} is not a writable directory")
+    return path
+
+
 def load(env: Mapping[str, str] | None = None) -> Config:
     """Read and validate the configuration; raise :class:`ConfigError` on the first bad value."""
     env = os.environ if env is None else env
@@ -179,6 +256,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
     broker_url, broker_options = _broker(redis_url, data_dir)
     embedded = redis_url is None and database["ENGINE"].endswith("sqlite3")
     hosts = _get(env, "ALLOWED_HOSTS")
+    heartbeat_seconds, offline_after_seconds = _worker_liveness(env)
     return Config(
         port=_port(env),
         database=database,
@@ -186,16 +264,23 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         broker_transport_options=broker_options,
         redis_url=redis_url,
         nats_url=_url(env, "NATS_URL", ("nats", "tls")),
+        nats_events_stream=_stream_name(env),
+        events_source=_events_source(env),
         jwks_url=_url(env, "JWKS_URL", ("http", "https")),
         jwt_audience=_get(env, "JWT_AUDIENCE"),
         jwt_issuer=_get(env, "JWT_ISSUER"),
         default_tz=_timezone(env),
         webhook_hmac_secret=_get(env, "WEBHOOK_HMAC_SECRET") or "",
         run_lease_grace_seconds=_int(env, "RUN_LEASE_GRACE_SECONDS", 30, 1, 3600, "seconds"),
+        worker_heartbeat_seconds=heartbeat_seconds,
+        worker_offline_after_seconds=offline_after_seconds,
         secret_key=_secret_key(env, data_dir, embedded),
         debug=_bool(env, "DEBUG", default=False),
         allowed_hosts=[h.strip() for h in hosts.split(",") if h.strip()]
         if hosts
         else ["localhost", "127.0.0.1", "[::1]"],
         data_dir=data_dir,
+        log_format=_log_format(env),
+        ready_require=_ready_require(env) or Config.ready_require,
+        metrics_dir=_metrics_dir(env),
     )

@@ -1,4 +1,10 @@
-"""Domain events: written to the outbox inside the transaction of the change they report."""
+"""Domain events: written to the outbox inside the transaction of the change they report.
+
+The relay (:mod:`scheduler_project.relay`) publishes them in ``id`` order, which is each
+aggregate's own order provided that whoever records an aggregate's event holds the aggregate's
+row lock (``select_for_update`` or the UPDATE that made the change) until it commits. The types
+and their data are documented in docs/events.md; a new event type needs its section there.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ from typing import Any
 
 from django.db import transaction
 
+from scheduler_project import tracing
 from scheduler_project.models import OutboxEvent
 
 
@@ -19,9 +26,14 @@ def event_build(
 
 
 def events_record(events: list[OutboxEvent]) -> None:
-    """Append events to the outbox in one statement, inside the transaction that made the change."""
+    """Append events to the outbox in one statement, inside the transaction that made the change.
+    Inside a traced operation each event keeps its trace context, for the relay's envelope."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("events must be recorded inside transaction.atomic()")
+    if context := tracing.trace_context():
+        for event in events:
+            event.traceparent = event.traceparent or context.get("traceparent", "")
+            event.tracestate = event.tracestate or context.get("tracestate", "")
     OutboxEvent.objects.bulk_create(events)
 
 

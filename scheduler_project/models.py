@@ -45,6 +45,10 @@ class OutboxEvent(models.Model):
     published_at = models.DateTimeField(null=True, blank=True)
     publish_attempts = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
+    # The W3C trace context of the operation that recorded the event, when it was traced
+    # (scheduler_project/tracing.py): the envelope's traceparent/tracestate (docs/events.md).
+    traceparent = models.CharField(max_length=128, blank=True, default="", editable=False)
+    tracestate = models.CharField(max_length=512, blank=True, default="", editable=False)
 
     class Meta:
         db_table = "outbox_event"

@@ -6,10 +6,13 @@ from __future__ import annotations
 import sys
 from datetime import timedelta
 
-from scheduler_project import config
+from scheduler_project import config, logs, tracing
 
 try:
     CONFIG = config.load()
+    # The OTEL_* variables (scheduler_project/tracing.py): read here too, so that a value tracing
+    # cannot honour stops every process at start rather than a worker's pool process later.
+    TRACING_EXPORTERS = tracing.tracing_exporters()
 except config.ConfigError as exc:
     # One clear line naming the variable, instead of a traceback from deep inside a driver.
     sys.exit(f"configuration error: {exc}")
@@ -21,6 +24,8 @@ ALLOWED_HOSTS = CONFIG.allowed_hosts
 PORT = CONFIG.port
 DEFAULT_TZ = CONFIG.default_tz
 NATS_URL = CONFIG.nats_url
+NATS_EVENTS_STREAM = CONFIG.nats_events_stream
+EVENTS_SOURCE = CONFIG.events_source
 REDIS_URL = CONFIG.redis_url
 JWKS_URL = CONFIG.jwks_url
 JWT_AUDIENCE = CONFIG.jwt_audience
@@ -44,9 +49,12 @@ INSTALLED_APPS = [
     "schedules",
     "runs",
     "workers",
+    "subscriptions",
 ]
 
 MIDDLEWARE = [
+    # First: its request id, timing and "request" log line cover everything below.
+    "scheduler_project.middleware.RequestObservabilityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Serves the admin's and API docs' static files from the same process (no extra web server).
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -101,13 +109,22 @@ STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # their own, smaller limits and answer 400 naming the field.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": "INFO"},
-}
+# Every process logs through structlog: JSON lines (LOG_FORMAT=console for a terminal), each with
+# the tenant, run, job, schedule and trace ids its context knows (scheduler_project/logs.py).
+# Celery's processes apply the same through the setup_logging signal (scheduler_project/celery.py).
+LOGGING_CONFIG = "scheduler_project.logs.configure"
+LOGGING = logs.logging_config(CONFIG.log_format)
+
+# --- Observability ----------------------------------------------------------------------------
+# /readyz answers 503 when one of these checks fails; the others are reported only (README).
+READY_REQUIRE = CONFIG.ready_require
+# prometheus_client's multiprocess directory, shared by the API, workers and beats (None: each
+# process has its own registry, and /metrics shows the API process's); see scheduler_project/prometheus.py.
+PROMETHEUS_MULTIPROC_DIR = str(CONFIG.metrics_dir) if CONFIG.metrics_dir else None
+# /metrics labels the running and waiting runs of at most this many jobs, and reads the depth of
+# at most this many broker queues: a scrape's cost and series stay bounded (scheduler_project/scrape.py).
+METRICS_TOP_JOBS = 20
+METRICS_MAX_QUEUES = 100
 
 # --- REST API -------------------------------------------------------------------------------
 
@@ -188,6 +205,10 @@ CELERY_TASK_IGNORE_RESULT = True
 # https://docs.celeryq.dev/en/stable/userguide/optimizing.html#prefetch-limits
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Keep a worker's database connection between tasks (Celery's Django fixup closes it around
+# every task otherwise, and reconnecting cost 4 ms a run); scheduler_project/celery.py recycles it
+# the way Django does between requests instead: CONN_MAX_AGE and health checks.
+CELERY_DB_REUSE_MAX = 1_000_000
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # The database-driven beat (schedules/beat.py): any number may run; one leads (lease) and also
 # serves django-celery-beat's periodic tasks.
@@ -202,7 +223,31 @@ RUN_REQUEUE_AFTER_SECONDS = 600
 # A RUNNING run's lease is its job's timeout_seconds plus this grace. A run whose worker died is
 # taken back by the beat leader once the lease has run out, and retried per its job's backoff.
 RUN_LEASE_GRACE_SECONDS = CONFIG.run_lease_grace_seconds
+# Workers (workers.services): a heartbeat every WORKER_HEARTBEAT_SECONDS; one silent for
+# WORKER_OFFLINE_AFTER_SECONDS is marked OFFLINE by the beat leader and its running runs are
+# retried at once. A heartbeat writes an event only when it changes the worker's status, or when
+# it is the worker's first in a window of WORKER_HEARTBEAT_EVENT_SECONDS (a sample, not a flood).
+WORKER_HEARTBEAT_SECONDS = CONFIG.worker_heartbeat_seconds
+WORKER_OFFLINE_AFTER_SECONDS = CONFIG.worker_offline_after_seconds
+WORKER_HEARTBEAT_EVENT_SECONDS = 300
 # A bulk replay (POST /runs/replay, the admin action) retries at most this many runs at once.
 RUN_REPLAY_MAX_RUNS = 1000
 # A backfill request may cover at most this many slots.
 BACKFILL_MAX_SLOTS = 1000
+
+# --- Domain events (docs/events.md) -----------------------------------------------------------
+# The outbox relay publishes this many events per transaction, oldest first, and waits this long
+# for NATS to acknowledge each. The beat leader runs it on a thread of its own every
+# OUTBOX_RELAY_INTERVAL_SECONDS (at once again while a backlog remains; backing off up to
+# OUTBOX_RELAY_MAX_BACKOFF_SECONDS while NATS fails); `manage.py relay_events` is the same loop
+# as a process of its own, for which OUTBOX_RELAY_IN_BEAT may be turned off.
+OUTBOX_RELAY_BATCH = 200
+OUTBOX_RELAY_TIMEOUT_SECONDS = 5.0
+OUTBOX_RELAY_INTERVAL_SECONDS = 1.0
+OUTBOX_RELAY_MAX_BACKOFF_SECONDS = 30.0
+OUTBOX_RELAY_IN_BEAT = True
+# A stream the relay creates (NATS_EVENTS_STREAM) keeps events this long.
+NATS_EVENTS_STREAM_MAX_AGE_DAYS = 7
+# Published events older than this are deleted by the relay's loop once an hour (0: never);
+# schedule events are kept, because a schedule's explain reads its pause history from them.
+OUTBOX_RETENTION_DAYS = 30

@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from scheduler_project import health
+from scheduler_project import health, scrape
 from scheduler_project.api.router import router
 
 urlpatterns = [
@@ -11,6 +11,8 @@ urlpatterns = [
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("healthz", health.HealthzView.as_view(), name="healthz"),
     path("readyz", health.ReadyzView.as_view(), name="readyz"),
+    # Prometheus; not an API operation, so not in the OpenAPI document. No authentication.
+    path("metrics", scrape.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
 ]
 

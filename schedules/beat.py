@@ -7,7 +7,10 @@
 2. dispatches due schedules through :func:`schedules.services.schedule_dispatch_due` in
    batches — every beat does this, ``SKIP LOCKED`` shares the work and the run ledger's unique
    slot makes a double run impossible — and enqueues the retries that are due;
-3. the leader takes back runs whose worker died (an expired lease);
+3. the leader takes back runs whose worker died (an expired lease, or a worker that stopped
+   sending heartbeats: :func:`workers.services.workers_detect_offline`), and keeps the outbox relay
+   running on a thread of its own (:class:`scheduler_project.relay.RelayLoop`: domain events to
+   NATS, so a slow or absent NATS never holds up a tick);
 4. sleeps until the next due schedule or retry, or ``beat_max_loop_interval``, whichever is
    sooner, and wakes early when a schedule changes or a retry is set (PostgreSQL ``LISTEN``;
    the services ``NOTIFY``).
@@ -21,6 +24,7 @@ import logging
 import os
 import select
 import socket
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -37,8 +41,11 @@ from runs.services import (
     run_recover_lost,
     run_sweep,
 )
+from scheduler_project import metrics
+from scheduler_project.relay import RelayLoop
 from schedules import services
 from schedules.wakeup import NOTIFY_CHANNEL
+from workers.services import workers_detect_offline
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +64,7 @@ class Scheduler(DatabaseScheduler):
         self.token: int | None = None
         self._listener: Any = None
         self._last_sweep = timezone.now() - self.sweep_every
+        self._relay = RelayLoop(active=lambda: self.token is not None)  # works while this beat leads
         super().__init__(*args, **kwargs)
 
     # --- the loop ---------------------------------------------------------------------------
@@ -64,6 +72,7 @@ class Scheduler(DatabaseScheduler):
     def tick(self, *args: Any, **kwargs: Any) -> float:
         close_old_connections()
         max_sleep = float(self.max_interval)
+        started = time.monotonic()
         try:
             self._lead()
             periodic_sleep = super().tick(*args, **kwargs) if self.token is not None else max_sleep
@@ -71,8 +80,10 @@ class Scheduler(DatabaseScheduler):
             if self.token is not None:
                 self._sweep()
             sleep = min(max_sleep, periodic_sleep, self._until_next_due())
+            metrics.beat_tick(seconds=time.monotonic() - started, leader=self.token is not None)
             return self._wait(sleep)
         except Exception:  # the beat must outlive a database restart; the next tick retries
+            metrics.beat_tick_failed()
             logger.exception("beat tick failed; retrying")
             close_old_connections()
             self._drop_listener()
@@ -91,10 +102,14 @@ class Scheduler(DatabaseScheduler):
             pass
 
     def _sweep(self) -> None:
+        if settings.OUTBOX_RELAY_IN_BEAT:
+            self._relay.start()  # once; a no-op without NATS_URL
         now = timezone.now()
         recovered = run_recover_lost(now=now)
         if recovered:
             logger.warning("took back %d runs whose worker stopped (lease expired)", recovered)
+        # Workers silent for WORKER_OFFLINE_AFTER_SECONDS: OFFLINE, their runs retried at once.
+        workers_detect_offline()
         if now - self._last_sweep >= self.sweep_every:
             self._last_sweep = now
             resent = run_sweep(now=now, stale_after=self.sweep_stale_after)
@@ -146,6 +161,7 @@ class Scheduler(DatabaseScheduler):
             self._listener = None
 
     def close(self) -> None:
+        self._relay.stop()
         if self.token is not None:
             services.beat_lease_release(holder=self.identity)
         self._drop_listener()

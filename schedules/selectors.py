@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import QuerySet
+from django.db.models.functions import Now
 
 from calendars.engine import BusinessCalendar
 from calendars.selectors import calendar_business_calendar
@@ -12,7 +14,7 @@ from scheduler_project.models import OutboxEvent
 from schedules.engine.base import Trigger
 from schedules.engine.compose import build_trigger
 from schedules.engine.spec import parse_trigger
-from schedules.models import Job, Schedule
+from schedules.models import BeatLease, Job, Schedule
 
 
 def job_list(*, tenant_id: str) -> QuerySet[Job]:
@@ -68,3 +70,35 @@ def schedule_enabled_changes(*, schedule: Schedule, since: datetime, limit: int 
         if isinstance(enabled, bool):
             changes.append((occurred_at, enabled))
     return changes
+
+
+@dataclass(frozen=True)
+class BeatLeaseState:
+    """The beat leader's lease, timed by the database's clock (the clock the lease is kept by)."""
+
+    holder: str
+    token: int
+    age_seconds: float  # since the holder last renewed it
+    expired_for_seconds: float  # 0 while it is valid
+
+    @property
+    def valid(self) -> bool:
+        return self.expired_for_seconds == 0
+
+
+def beat_lease_state(*, name: str = "beat") -> BeatLeaseState | None:
+    """The lease, or None when no beat ever took it. One primary-key probe."""
+    row = (
+        BeatLease.objects.filter(name=name, renewed_at__isnull=False, expires_at__isnull=False)
+        .values("holder", "token", "renewed_at", "expires_at", db_now=Now())
+        .first()
+    )
+    if row is None or row["renewed_at"] is None or row["expires_at"] is None:  # (None: filtered out above)
+        return None
+    now = row["db_now"]
+    return BeatLeaseState(
+        holder=row["holder"],
+        token=row["token"],
+        age_seconds=round(max(0.0, (now - row["renewed_at"]).total_seconds()), 3),
+        expired_for_seconds=round(max(0.0, (now - row["expires_at"]).total_seconds()), 3),
+    )

@@ -22,10 +22,10 @@ from django.utils import timezone
 from calendars.engine import BusinessCalendar, InvalidCalendar
 from calendars.models import Calendar
 from runs.models import ACTIVE_STATUSES, FINAL_STATUSES, SLOT_KINDS, Run, RunKind, RunStatus
-from runs.services import run_enqueue, runs_retry
+from runs.services import run_enqueue, run_event_build, runs_retry
 from runs.targets.spec import InvalidTarget, parse_target
 from scheduler_project.errors import Conflict, ValidationFailed
-from scheduler_project.events import event_build, event_record, events_record
+from scheduler_project.events import event_record, events_record
 from schedules import selectors
 from schedules.engine.base import Fire, Trigger, fires, next_after
 from schedules.engine.business import calendar_verdict
@@ -321,8 +321,13 @@ def schedule_refresh_next_fire(*, schedules: Iterable[Schedule]) -> None:
 
 @transaction.atomic
 def schedule_delete(*, schedule: Schedule) -> None:
-    _schedule_event(schedule, "deleted")
-    schedule.delete()
+    # Under the row lock, like every other writer of a schedule's events: an update committing
+    # meanwhile gets the earlier event id, so the relay publishes it before this one.
+    locked = Schedule.objects.select_for_update().filter(pk=schedule.pk).first()
+    if locked is None:  # deleted meanwhile
+        return
+    _schedule_event(locked, "deleted")
+    locked.delete()
 
 
 # --- Dispatch: due schedules become runs --------------------------------------------------------
@@ -514,18 +519,7 @@ def schedule_dispatch_due(*, now: datetime, limit: int = 500) -> list[UUID]:
         written = set(Run.objects.filter(pk__in=[r.pk for r in runs]).values_list("pk", flat=True))
         events_record(
             [
-                event_build(
-                    tenant_id=run.tenant_id,
-                    type="scheduler.run.missed",
-                    aggregate_type="run",
-                    aggregate_id=run.pk,
-                    data={
-                        "id": str(run.pk),
-                        "schedule": str(run.schedule_id),
-                        "scheduled_for": run.scheduled_for.isoformat(),
-                        "reason": run.reason,
-                    },
-                )
+                run_event_build(run=run, event="missed", reason=run.reason)
                 for run in runs
                 if run.pk in written and run.status == RunStatus.MISSED
             ]

@@ -9,6 +9,7 @@ import factory
 from calendars.models import Calendar, CalendarDate, CalendarDateKind
 from runs.models import AttemptOutcome, Run, RunAttempt, RunKind, RunStatus
 from schedules.models import Job, Schedule
+from subscriptions.models import EventSubscription
 from workers.models import Worker, WorkerStatus
 
 TENANT = "acme"
@@ -88,3 +89,12 @@ class RunAttemptFactory(factory.django.DjangoModelFactory):
     started_at = factory.LazyAttribute(lambda a: a.run.scheduled_for)
     finished_at = factory.LazyAttribute(lambda a: a.run.scheduled_for + timedelta(seconds=2))
     outcome = AttemptOutcome.SUCCEEDED
+
+
+class EventSubscriptionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = EventSubscription
+
+    tenant_id = TENANT
+    schedule = factory.SubFactory(ScheduleFactory, tenant_id=factory.SelfAttribute("..tenant_id"))
+    subject = factory.Sequence(lambda n: f"erp.events{n}.*")

@@ -12,8 +12,9 @@ import asyncio
 import os
 import threading
 import time
+from collections.abc import Coroutine
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
 
@@ -22,6 +23,8 @@ from runs.targets.http import encode_body
 
 # How long a subject's stream (or its absence) is remembered before JetStream is asked again.
 STREAM_LOOKUP_TTL_SECONDS = 30.0
+
+T = TypeVar("T")
 
 
 class EventBus(Protocol):
@@ -32,7 +35,8 @@ class EventBus(Protocol):
 
 class NatsBus:
     """One NATS connection per process, driven by an event loop on a thread of its own, so
-    that synchronous Celery tasks can publish without opening a connection per run."""
+    that synchronous Celery tasks can publish without opening a connection per run. The outbox
+    relay (``scheduler_project/relay.py``) publishes domain events through it too."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -45,9 +49,25 @@ class NatsBus:
     def publish(
         self, subject: str, data: bytes, *, headers: dict[str, str], msg_id: str, timeout: float
     ) -> dict[str, Any]:
-        future = asyncio.run_coroutine_threadsafe(
-            self._publish(subject, data, {**headers, "Nats-Msg-Id": msg_id}, timeout), self._ensure_loop()
-        )
+        return self._call(self._publish(subject, data, {**headers, "Nats-Msg-Id": msg_id}, timeout), timeout)
+
+    def ensure_stream(self, name: str, subjects: list[str], *, max_age: float, timeout: float) -> str:
+        """The stream that captures ``subjects[0]``: an existing one (left as it is), or a new
+        one called ``name`` on ``subjects`` keeping messages ``max_age`` seconds."""
+        return self._call(self._ensure_stream(name, subjects, max_age, timeout), timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Close the connection, if one is open (a later publish opens a new one)."""
+        if self._loop is not None and self._pid == os.getpid() and self._nc is not None:
+            self._call(self._close(), timeout)
+
+    async def _close(self) -> None:
+        nc, self._nc = self._nc, None
+        if nc is not None and not nc.is_closed:
+            await nc.close()
+
+    def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float) -> T:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._ensure_loop())
         try:
             return future.result(timeout)
         except FutureTimeout as exc:
@@ -69,7 +89,28 @@ class NatsBus:
             # Reconnects on its own for a while after a drop; once it gives up (closed), the next
             # publish connects afresh.
             self._nc = await nats.connect(self.url, connect_timeout=max(1, int(timeout)))
+        if not self._nc.is_connected:
+            # Reconnecting: nats-py would buffer the message and even report a flush as done.
+            # Fail instead, so that nothing held only in this process's memory counts as sent.
+            raise ConnectionError("not connected to NATS (reconnecting)")
         return self._nc
+
+    async def _ensure_stream(self, name: str, subjects: list[str], max_age: float, timeout: float) -> str:
+        from nats.js.errors import BadRequestError, NotFoundError
+
+        js = (await self._connection(timeout)).jetstream(timeout=timeout)
+        try:
+            found: str = await js.find_stream_name_by_subject(subjects[0])
+            return found
+        except NotFoundError:
+            pass
+        try:
+            await js.add_stream(name=name, subjects=subjects, max_age=max_age)
+        except BadRequestError:  # another process created it meanwhile
+            found = await js.find_stream_name_by_subject(subjects[0])
+            return found
+        self._streams.clear()  # the subjects it captures go through JetStream from now on
+        return name
 
     async def _stream_for(self, nc: Any, subject: str) -> str | None:
         from nats.js.errors import NotFoundError

@@ -7,6 +7,7 @@ from rest_framework.routers import SimpleRouter
 from calendars.api.views import CalendarViewSet
 from runs.api.views import RunViewSet
 from schedules.api.views import JobViewSet, ScheduleViewSet, TriggerViewSet
+from subscriptions.api.views import SubscriptionViewSet
 from workers.api.views import WorkerViewSet
 
 
@@ -23,3 +24,4 @@ router.register("triggers", TriggerViewSet, basename="trigger")
 router.register("runs", RunViewSet, basename="run")
 router.register("calendars", CalendarViewSet, basename="calendar")
 router.register("workers", WorkerViewSet, basename="worker")
+router.register("subscriptions", SubscriptionViewSet, basename="subscription")

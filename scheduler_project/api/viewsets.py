@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
+import structlog
 from django.db.models import Model, QuerySet
 from rest_framework import serializers, viewsets
 from rest_framework.exceptions import ValidationError
@@ -52,6 +53,11 @@ class TenantViewSet(viewsets.GenericViewSet, Generic[M]):
         except ValueError:
             raise ValidationError({"id": [f"{raw!r} is not a valid UUID."]}) from None
         return cast(M, super().get_object())
+
+    def perform_authentication(self, request: Request) -> None:
+        super().perform_authentication(request)
+        if isinstance(request.user, Principal):  # every log line of the request names its tenant
+            structlog.contextvars.bind_contextvars(tenant_id=request.user.tenant_id)
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)

@@ -23,6 +23,7 @@ import pytest
 
 from scheduler_project.config import BASE_DIR
 from tests.e2e.harness import Receiver
+from tests.scrape import EXPOSITION_CONTENT_TYPE, Scrape
 
 pytestmark = pytest.mark.e2e
 SERVICE_VARIABLES = {"POSTGRES_URL", "REDIS_URL", "NATS_URL", "SECRET_KEY", "JWKS_URL", "DEBUG", "PORT", "DATA_DIR"}
@@ -76,6 +77,14 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def _readiness(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url + "/readyz", timeout=10) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -125,8 +134,15 @@ def _issue_token(service: Service, scope: str = "scheduler:admin") -> str:
 def test_api_beat_and_worker_all_start(service: Service) -> None:
     _wait_for(lambda: " ready." in service.log.read_text(), 60, "the worker", service.log)
     _wait_for(lambda: "beat: Starting" in service.log.read_text(), 60, "beat", service.log)
-    with urllib.request.urlopen(service.url + "/readyz", timeout=10) as response:
-        assert json.loads(response.read())["checks"] == {"database": "ok", "broker": "ok"}
+    # Ready once the beat holds its leader lease (its first tick); no NATS on the embedded default.
+    _wait_for(lambda: _readiness(service.url)[0] == 200, 60, "readiness", service.log)
+    checks = _readiness(service.url)[1]["checks"]
+    assert {name: checks[name] for name in ("database", "broker", "beat")} == {
+        "database": "ok",
+        "broker": "ok",
+        "beat": "ok",
+    }
+    assert "nats" not in checks
 
 
 def test_token_from_issue_token_creates_and_lists_a_schedule(service: Service) -> None:
@@ -205,6 +221,14 @@ def test_a_triggered_run_is_delivered_on_the_embedded_default(service: Service) 
         )
         [request] = receiver.for_run(run["id"])
         assert request.json["payload"] == {"n": 1}
+        # The worker's pool process counted it, and the API's /metrics adds up every process's files.
+        with urllib.request.urlopen(service.url + "/metrics", timeout=10) as response:
+            assert response.headers["Content-Type"] == EXPOSITION_CONTENT_TYPE
+            metrics = Scrape.parse(response.read().decode())
+        labels = {"tenant": "acme", "job": "documents.archive"}
+        assert metrics.value("scheduler_runs_finished_total", **labels, status="SUCCEEDED") == 1
+        assert metrics.value("scheduler_beat_leader") == 1
+        assert metrics.value("scheduler_beat_tick_duration_seconds_count", role="leader") > 0
         attempts = service.request("GET", f"/api/v1/runs/{run['id']}", token)[1]["attempts"]
         assert [(a["outcome"], a["response_status"]) for a in attempts] == [("SUCCEEDED", 200)]
     finally:

@@ -26,11 +26,13 @@ from runs.models import DeadLetter, Run, RunAttempt, RunStatus
 from scheduler_project.models import OutboxEvent
 from schedules.models import BeatLease, Job, Schedule
 from schedules.services import beat_lease_acquire
+from subscriptions.models import EventSubscription
 from tests.factories import (
     OTHER_TENANT,
     TENANT,
     CalendarDateFactory,
     CalendarFactory,
+    EventSubscriptionFactory,
     JobFactory,
     RunAttemptFactory,
     RunFactory,
@@ -48,7 +50,8 @@ MODEL_IDS = [model._meta.label for model, _ in REGISTERED]
 
 # Tenant resources change only through the API (and the admin actions that call its services);
 # runs and outbox events are history. None of them may be added, edited or deleted here.
-READ_ONLY_MODELS = [Job, Schedule, Calendar, CalendarDate, Run, RunAttempt, DeadLetter, OutboxEvent, BeatLease]
+READ_ONLY_MODELS = [Job, Schedule, Calendar, CalendarDate, Run, RunAttempt, DeadLetter, OutboxEvent, BeatLease, Worker]
+READ_ONLY_MODELS += [EventSubscription]
 
 SEARCH_MISS = "no-such-thing-anywhere"
 
@@ -120,6 +123,9 @@ def _build_samples(admin_user: User) -> dict[type[Model], Model]:
         RunAttempt: attempt,
         DeadLetter: dead_letter,
         Worker: worker,
+        EventSubscription: EventSubscriptionFactory(
+            schedule=schedule, subject="erp.invoice.*", last_run=run, matched_count=1, rejected_count=2
+        ),
     }
 
 
@@ -373,6 +379,45 @@ def test_run_cancel_action_cancels_only_runs_that_have_not_started(admin_client:
     assert "Cancelled 1 run(s); 1 already running or finished left alone." in response.content.decode()
     assert Run.objects.get(pk=queued.pk).status == RunStatus.CANCELLED
     assert Run.objects.get(pk=running.pk).status == RunStatus.RUNNING
+
+
+# --- worker actions -------------------------------------------------------------------------
+
+
+def test_worker_drain_and_undrain_actions_go_through_the_services(admin_client: Client) -> None:
+    """Operators may drain any worker here, the shared fleet's included (no tenant may)."""
+    shared = WorkerFactory(status=WorkerStatus.ONLINE)
+    dedicated = WorkerFactory(status=WorkerStatus.ONLINE, tenant_id=OTHER_TENANT)
+    offline = WorkerFactory(status=WorkerStatus.OFFLINE)
+    untouched = WorkerFactory(status=WorkerStatus.ONLINE)
+    selected = [str(w.pk) for w in (shared, dedicated, offline)]
+
+    response = admin_client.post(
+        _url(Worker, "changelist"), {"action": "drain", "_selected_action": selected}, follow=True
+    )
+
+    assert "Drained 3 worker(s)." in response.content.decode()
+    statuses = dict(Worker.objects.values_list("pk", "status"))
+    assert (statuses[shared.pk], statuses[dedicated.pk], statuses[offline.pk], statuses[untouched.pk]) == (
+        WorkerStatus.DRAINING,
+        WorkerStatus.DRAINING,
+        WorkerStatus.OFFLINE,  # drained: it comes back DRAINING
+        WorkerStatus.ONLINE,
+    )
+    assert Worker.objects.filter(drained_at__isnull=False).count() == 3
+    drained = OutboxEvent.objects.filter(type="scheduler.worker.drained")
+    assert sorted(e.aggregate_id for e in drained) == sorted(selected)
+    assert {e.tenant_id for e in drained} == {"", OTHER_TENANT}
+
+    response = admin_client.post(
+        _url(Worker, "changelist"), {"action": "undrain", "_selected_action": selected}, follow=True
+    )
+
+    assert "Undrained 3 worker(s)." in response.content.decode()
+    assert Worker.objects.get(pk=shared.pk).status == WorkerStatus.ONLINE
+    assert Worker.objects.get(pk=offline.pk).status == WorkerStatus.OFFLINE
+    assert not Worker.objects.filter(drained_at__isnull=False).exists()
+    assert OutboxEvent.objects.filter(type="scheduler.worker.undrained").count() == 3
 
 
 # --- who may enter --------------------------------------------------------------------------

@@ -27,15 +27,19 @@ from calendars.models import Calendar, CalendarDate
 from runs.models import Run, RunAttempt
 from scheduler_project.models import OutboxEvent
 from schedules.models import Job, Schedule
+from subscriptions.models import EventSubscription
 from tests.factories import (
     OTHER_TENANT,
+    TENANT,
     CalendarDateFactory,
     CalendarFactory,
+    EventSubscriptionFactory,
     JobFactory,
     RunFactory,
     ScheduleFactory,
     WorkerFactory,
 )
+from workers.models import Worker
 
 pytestmark = pytest.mark.django_db
 
@@ -127,7 +131,7 @@ def assert_problem(response: Response, status: int, path: str | None = None, rea
 
 
 def row_counts() -> dict[str, int]:
-    models = (Job, Schedule, Calendar, CalendarDate, Run, RunAttempt, OutboxEvent)
+    models = (Job, Schedule, Calendar, CalendarDate, Run, RunAttempt, Worker, OutboxEvent, EventSubscription)
     return {model.__name__: model.objects.count() for model in models}
 
 
@@ -238,16 +242,28 @@ def write_endpoints() -> dict[str, tuple[str, str]]:
         "patch_schedule": ("PATCH", "/api/v1/schedules/{schedule}"),
         "post_calendars": ("POST", "/api/v1/calendars"),
         "patch_calendar": ("PATCH", "/api/v1/calendars/{calendar}"),
+        "post_workers_register": ("POST", "/api/v1/workers/register"),
+        "post_worker_heartbeat": ("POST", "/api/v1/workers/{worker}/heartbeat"),
+        "post_subscriptions": ("POST", "/api/v1/subscriptions"),
+        "patch_subscription": ("PATCH", "/api/v1/subscriptions/{subscription}"),
     }
 
 
 @pytest.fixture
 def existing() -> dict[str, str]:
-    """One job, schedule and calendar of our tenant, addressed by the PATCH endpoints."""
+    """One job, schedule, calendar and dedicated worker of our tenant, addressed by the
+    PATCH (and heartbeat) endpoints."""
     schedule = ScheduleFactory()
     calendar = CalendarFactory(subdivision="BY")
     CalendarDateFactory(calendar=calendar)
-    return {"job": str(schedule.job_id), "schedule": str(schedule.pk), "calendar": str(calendar.pk)}
+    worker = WorkerFactory(tenant_id=TENANT)
+    return {
+        "job": str(schedule.job_id),
+        "schedule": str(schedule.pk),
+        "calendar": str(calendar.pk),
+        "worker": str(worker.pk),
+        "subscription": str(EventSubscriptionFactory(schedule=schedule).pk),
+    }
 
 
 @pytest.mark.parametrize("endpoint", list(write_endpoints()), ids=list(write_endpoints()))
@@ -747,6 +763,184 @@ def test_calendar_name_is_unique_per_tenant(api: APIClient, other_api: APIClient
         assert_problem(send(api, "PATCH", url, {"name": "Bavaria"}), 400, "name", "already exists")
 
 
+# --- workers ---------------------------------------------------------------------------------
+
+
+def worker_register_body() -> dict[str, Any]:
+    return {
+        "name": "reports-1@ext.internal",
+        "hostname": "ext.internal",
+        "queues": ["default", "reports"],
+        "capabilities": ["gpu"],
+        "concurrency": 4,
+        "version": "reports-worker 1.2.3",
+    }
+
+
+WORKER_REGISTER_CASES: dict[str, Case] = {
+    "missing_name": Case({"name": DROP}, "name", "required"),
+    "missing_hostname": Case({"hostname": DROP}, "hostname", "required"),
+    "missing_queues": Case({"queues": DROP}, "queues", "required"),
+    "name_blank": Case({"name": ""}, "name"),
+    "name_null": Case({"name": None}, "name", "null"),
+    "name_with_space": Case({"name": "reports 1"}, "name"),
+    "name_with_slash": Case({"name": "reports/1"}, "name"),
+    "name_too_long": Case({"name": "w" * 201}, "name"),
+    "name_object": Case({"name": {"id": 1}}, "name"),
+    "name_bool": Case({"name": True}, "name"),
+    "hostname_with_slash": Case({"hostname": "ext/internal"}, "hostname"),
+    "hostname_too_long": Case({"hostname": "h" * 256}, "hostname"),
+    "hostname_list": Case({"hostname": ["ext.internal"]}, "hostname"),
+    "queues_text": Case({"queues": "default"}, "queues"),
+    "queues_empty": Case({"queues": []}, "queues"),
+    "queues_nested": Case({"queues": [["default"]]}, "queues.0"),
+    "queues_bad_name": Case({"queues": ["reports/daily"]}, "queues.0"),
+    "queues_too_many": Case({"queues": [f"q{i}" for i in range(51)]}, "queues"),
+    "capabilities_text": Case({"capabilities": "gpu"}, "capabilities"),
+    "capabilities_queue_syntax": Case({"capabilities": ["gpu+eu"]}, "capabilities.0"),
+    "capabilities_too_many": Case({"capabilities": [f"cap{i}" for i in range(9)]}, "capabilities"),
+    "concurrency_zero": Case({"concurrency": 0}, "concurrency", "greater than or equal to 1"),
+    "concurrency_huge": Case({"concurrency": 10_001}, "concurrency"),
+    "concurrency_text": Case({"concurrency": "four"}, "concurrency", "integer"),
+    "concurrency_fraction": Case({"concurrency": 1.5}, "concurrency", "integer"),
+    "concurrency_bool": Case({"concurrency": True}, "concurrency", "integer"),
+    "version_too_long": Case({"version": "v" * 65}, "version"),
+    "version_newline": Case({"version": "1.0\nX-Evil: 1"}, "version"),
+    "version_object": Case({"version": {"major": 1}}, "version"),
+    # A token's tenant is the worker's tenant: no body field may pick another, or the shared fleet.
+    "tenant_id_field": Case({"tenant_id": ""}, "tenant_id", "unknown"),
+    "read_only_status": Case({"status": "ONLINE"}, "status", "unknown"),
+    "read_only_id": Case({"id": str(uuid.uuid4())}, "id"),
+}
+
+WORKER_HEARTBEAT_CASES: dict[str, Case] = {
+    "active_runs_negative": Case({"active_runs": -1}, "active_runs", "greater than or equal to 0"),
+    "active_runs_huge": Case({"active_runs": 10**7}, "active_runs"),
+    "active_runs_text": Case({"active_runs": "two"}, "active_runs", "integer"),
+    "active_runs_fraction": Case({"active_runs": 0.5}, "active_runs", "integer"),
+    "active_runs_bool": Case({"active_runs": False}, "active_runs", "integer"),
+    "active_runs_null": Case({"active_runs": None}, "active_runs", "null"),
+    "status_online": Case({"status": "ONLINE"}, "status", "operator"),
+    "status_draining": Case({"status": "DRAINING"}, "status", "operator"),
+    "status_lowercase": Case({"status": "offline"}, "status"),
+    "status_object": Case({"status": {"value": "OFFLINE"}}, "status"),
+    "unknown_field": Case({"last_heartbeat_at": "2027-01-01T00:00:00Z"}, "last_heartbeat_at", "unknown"),
+}
+
+
+def test_the_known_good_worker_register_body_is_accepted(api: APIClient) -> None:
+    response = send(api, "POST", "/api/v1/workers/register", worker_register_body())
+    assert response.status_code == 201, response.content
+
+
+@cases(WORKER_REGISTER_CASES)
+def test_worker_register_refuses(api: APIClient, case: Case) -> None:
+    with nothing_written():
+        response = send(api, "POST", "/api/v1/workers/register", merged(worker_register_body(), case.body))
+        assert_problem(response, 400, case.path, case.reason)
+
+
+@cases(WORKER_HEARTBEAT_CASES)
+def test_worker_heartbeat_refuses(api: APIClient, case: Case) -> None:
+    url = f"/api/v1/workers/{WorkerFactory(tenant_id=TENANT).pk}"
+    with unchanged(api, url):
+        assert_problem(send(api, "POST", f"{url}/heartbeat", case.body), 400, case.path, case.reason)
+
+
+# --- event subscriptions ---------------------------------------------------------------------
+
+
+def subscription_body(schedule_id: str) -> dict[str, Any]:
+    return {
+        "schedule": schedule_id,
+        "subject": "erp.invoice.*",
+        "filter": {"type": "erp.invoice.created", "data.kind": "invoice"},
+        "description": "Invoices start the export",
+        "enabled": True,
+    }
+
+
+@pytest.fixture
+def subscription_refs(refs: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **refs,
+        "schedule": str(ScheduleFactory().pk),
+        "other_schedule": str(ScheduleFactory(tenant_id=OTHER_TENANT).pk),
+    }
+
+
+SUBSCRIPTION_CASES: dict[str, Case] = {
+    # the schedule
+    "missing_schedule": Case({"schedule": DROP}, "schedule", "required", create_only=True),
+    "schedule_not_uuid": Case({"schedule": "not-a-uuid"}, "schedule", "uuid"),
+    "schedule_null": Case({"schedule": None}, "schedule", "null"),
+    "schedule_object": Case({"schedule": {"id": Ref("schedule")}}, "schedule"),
+    "schedule_unknown": Case({"schedule": Ref("missing")}, "schedule", "no schedule"),
+    "schedule_of_other_tenant": Case({"schedule": Ref("other_schedule")}, "schedule", "no schedule"),
+    # the subject: a NATS subject pattern
+    "missing_subject": Case({"subject": DROP}, "subject", "required", create_only=True),
+    "subject_blank": Case({"subject": ""}, "subject"),
+    "subject_null": Case({"subject": None}, "subject", "null"),
+    "subject_number": Case({"subject": 42}, "subject"),
+    "subject_list": Case({"subject": ["erp.>"]}, "subject"),
+    "subject_whole_bus": Case({"subject": ">"}, "subject", "first token"),
+    "subject_leading_star": Case({"subject": "*.invoice.created"}, "subject", "first token"),
+    "subject_gt_not_last": Case({"subject": "erp.>.created"}, "subject", "last token"),
+    "subject_partial_wildcard": Case({"subject": "erp.inv*"}, "subject"),
+    "subject_with_space": Case({"subject": "erp invoice"}, "subject"),
+    "subject_empty_token": Case({"subject": "erp..created"}, "subject", "single dots"),
+    "subject_trailing_dot": Case({"subject": "erp.invoice."}, "subject"),
+    "subject_system": Case({"subject": "$JS.API.>"}, "subject", "NATS itself"),
+    "subject_inbox": Case({"subject": "_INBOX.>"}, "subject", "NATS itself"),
+    "subject_too_long": Case({"subject": "erp." + "x" * 252}, "subject"),
+    "subject_nul": Case({"subject": "erp.\x00"}, "subject"),
+    # the filter: dotted paths to scalar values
+    "filter_list": Case({"filter": [{"type": "x"}]}, "filter", "object"),
+    "filter_text": Case({"filter": "type=erp.invoice.created"}, "filter", "object"),
+    "filter_null": Case({"filter": None}, "filter", "null"),
+    "filter_object_value": Case({"filter": {"data": {"kind": "invoice"}}}, "filter.data", "exactly"),
+    "filter_list_value": Case({"filter": {"data.kind": ["invoice"]}}, "filter.data.kind", "exactly"),
+    "filter_empty_path": Case({"filter": {"": "x"}}, "filter", "single dots"),
+    "filter_path_empty_segment": Case({"filter": {"data..kind": "x"}}, "filter.data..kind", "single dots"),
+    "filter_path_trailing_dot": Case({"filter": {"data.": "x"}}, "filter.data.", "single dots"),
+    "filter_path_too_long": Case({"filter": {"p" * 201: 1}}, "filter." + "p" * 201, "200"),
+    "filter_string_too_long": Case({"filter": {"type": "x" * 1025}}, "filter.type", "1024"),
+    "filter_too_many_conditions": Case({"filter": {f"k{i}": i for i in range(17)}}, "filter", "16"),
+    "filter_over_8_kib": Case({"filter": {f"k{i}": "v" * 1000 for i in range(9)}}, "filter", "bytes"),
+    "filter_nul": Case({"filter": {"type": "a\x00"}}, "filter"),
+    # the rest
+    "enabled_maybe": Case({"enabled": "maybe"}, "enabled"),
+    "enabled_null": Case({"enabled": None}, "enabled", "null"),
+    "description_too_long": Case({"description": "d" * 2001}, "description"),
+    "description_object": Case({"description": {"en": "x"}}, "description"),
+    # unknown and read-only fields
+    "unknown_field": Case({"subjects": ["erp.>"]}, "subjects", "unknown"),
+    "read_only_id": Case({"id": str(uuid.uuid4())}, "id", "read-only"),
+    "read_only_matched_count": Case({"matched_count": 0}, "matched_count", "read-only"),
+    "read_only_last_run": Case({"last_run": None}, "last_run"),
+    "tenant_id": Case({"tenant_id": OTHER_TENANT}, "tenant_id"),
+}
+
+
+def test_the_known_good_subscription_body_is_accepted(api: APIClient, subscription_refs: dict[str, Any]) -> None:
+    response = send(api, "POST", "/api/v1/subscriptions", subscription_body(subscription_refs["schedule"]))
+    assert response.status_code == 201, response.content
+
+
+@cases(SUBSCRIPTION_CASES)
+def test_subscription_create_refuses(api: APIClient, subscription_refs: dict[str, Any], case: Case) -> None:
+    body = merged(subscription_body(subscription_refs["schedule"]), resolve(case.body, subscription_refs))
+    with nothing_written():
+        assert_problem(send(api, "POST", "/api/v1/subscriptions", body), 400, case.path, case.reason)
+
+
+@cases(SUBSCRIPTION_CASES, patch=True)
+def test_subscription_change_refuses(api: APIClient, subscription_refs: dict[str, Any], case: Case) -> None:
+    url = f"/api/v1/subscriptions/{EventSubscriptionFactory(filter={'type': 'erp.invoice.created'}).pk}"
+    with unchanged(api, url):
+        assert_problem(send(api, "PATCH", url, resolve(case.body, subscription_refs)), 400, case.path, case.reason)
+
+
 # --- list filters and pagination -------------------------------------------------------------
 
 LIST_QUERIES: dict[str, tuple[str, str]] = {
@@ -782,6 +976,8 @@ LIST_QUERIES: dict[str, tuple[str, str]] = {
     "calendars_page_size_abc": ("/api/v1/calendars?page_size=abc", "page_size"),
     "workers_status_bad": ("/api/v1/workers?status=SLEEPING", "status"),
     "workers_unknown_parameter": ("/api/v1/workers?queue=default", "queue"),
+    "subscriptions_unknown_parameter": ("/api/v1/subscriptions?subject=erp.%3E", "subject"),
+    "subscriptions_page_size_abc": ("/api/v1/subscriptions?page_size=abc", "page_size"),
 }
 
 
@@ -833,6 +1029,12 @@ BAD_ID_REQUESTS: dict[str, tuple[str, str]] = {
     "calendar_holidays": ("GET", "/api/v1/calendars/{id}/holidays"),
     "get_run": ("GET", "/api/v1/runs/{id}"),
     "get_worker": ("GET", "/api/v1/workers/{id}"),
+    "worker_heartbeat": ("POST", "/api/v1/workers/{id}/heartbeat"),
+    "drain_worker": ("POST", "/api/v1/workers/{id}/drain"),
+    "undrain_worker": ("POST", "/api/v1/workers/{id}/undrain"),
+    "get_subscription": ("GET", "/api/v1/subscriptions/{id}"),
+    "patch_subscription": ("PATCH", "/api/v1/subscriptions/{id}"),
+    "delete_subscription": ("DELETE", "/api/v1/subscriptions/{id}"),
 }
 BAD_IDS = {"word": "not-a-uuid", "number": "12345", "uuid_too_short": "123e4567-e89b-12d3-a456-42661417400"}
 
@@ -857,6 +1059,8 @@ def test_every_input_field_has_a_bad_input_case() -> None:
     """A field added to an input serializer without a bad-input case here fails this test."""
     from calendars.api.serializers import CalendarInputSerializer
     from schedules.api.serializers import JobInputSerializer, ScheduleInputSerializer
+    from subscriptions.api.serializers import SubscriptionInputSerializer
+    from workers.api.serializers import WorkerHeartbeatSerializer, WorkerRegisterSerializer
 
     def covered(table: dict[str, Case]) -> set[str]:
         return {case.path.split(".")[0] for case in table.values()}
@@ -864,3 +1068,6 @@ def test_every_input_field_has_a_bad_input_case() -> None:
     assert _fields(JobInputSerializer) - covered(JOB_CASES) == set()
     assert _fields(ScheduleInputSerializer) - covered(SCHEDULE_CASES) == set()
     assert _fields(CalendarInputSerializer) - covered(CALENDAR_CASES) == set()
+    assert _fields(WorkerRegisterSerializer) - covered(WORKER_REGISTER_CASES) == set()
+    assert _fields(WorkerHeartbeatSerializer) - covered(WORKER_HEARTBEAT_CASES) == set()
+    assert _fields(SubscriptionInputSerializer) - covered(SUBSCRIPTION_CASES) == set()

@@ -18,6 +18,7 @@ from typing import Any
 import jwt
 import pytest
 from django.conf import settings
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from calendars.models import Calendar
@@ -25,16 +26,19 @@ from runs.models import Run, RunStatus
 from scheduler_project.api import scopes
 from scheduler_project.api.router import router
 from schedules.models import Job, Schedule
+from subscriptions.models import EventSubscription
 from tests.conftest import make_token
 from tests.factories import (
     OTHER_TENANT,
     TENANT,
     CalendarFactory,
+    EventSubscriptionFactory,
     JobFactory,
     RunFactory,
     ScheduleFactory,
     WorkerFactory,
 )
+from workers.models import Worker, WorkerStatus
 
 pytestmark = pytest.mark.django_db
 _unique = count()
@@ -95,6 +99,26 @@ def _run_status_unchanged(run: Run) -> bool:
 
 def _dedicated_worker(tenant: str) -> Any:
     return WorkerFactory(tenant_id=tenant)
+
+
+def _worker_unchanged(worker: Worker) -> bool:
+    return Worker.objects.filter(
+        pk=worker.pk, status=worker.status, drained_at=worker.drained_at, last_heartbeat_at=worker.last_heartbeat_at
+    ).exists()
+
+
+def _register_body(tenant: str) -> dict[str, Any]:
+    return {"name": f"external-{next(_unique)}", "hostname": "ext.internal", "queues": ["default"], "concurrency": 2}
+
+
+def _subscription_body(tenant: str) -> dict[str, Any]:
+    return {"schedule": str(ScheduleFactory(tenant_id=tenant).pk), "subject": "erp.invoice.*"}
+
+
+def _subscription_unchanged(subscription: EventSubscription) -> bool:
+    return EventSubscription.objects.filter(
+        pk=subscription.pk, subject=subscription.subject, enabled=subscription.enabled
+    ).exists()
 
 
 ENDPOINTS = [
@@ -260,6 +284,64 @@ ENDPOINTS = [
     ),
     Endpoint("workers-list", "get", "/api/v1/workers", scopes.READ, 200),
     Endpoint("workers-retrieve", "get", "/api/v1/workers/{id}", scopes.READ, 200, make=_dedicated_worker),
+    Endpoint("workers-register", "post", "/api/v1/workers/register", scopes.WORKER, 201, body=_register_body),
+    Endpoint(
+        "workers-heartbeat",
+        "post",
+        "/api/v1/workers/{id}/heartbeat",
+        scopes.WORKER,
+        200,
+        make=_dedicated_worker,
+        body=lambda t: {"active_runs": 1},
+        still_there=_worker_unchanged,
+    ),
+    Endpoint(
+        "workers-drain",
+        "post",
+        "/api/v1/workers/{id}/drain",
+        scopes.OPERATE,
+        200,
+        make=_dedicated_worker,
+        still_there=_worker_unchanged,
+    ),
+    Endpoint(
+        "workers-undrain",
+        "post",
+        "/api/v1/workers/{id}/undrain",
+        scopes.OPERATE,
+        200,
+        make=lambda t: WorkerFactory(tenant_id=t, status=WorkerStatus.DRAINING, drained_at=timezone.now()),
+        still_there=_worker_unchanged,
+    ),
+    Endpoint("subscriptions-list", "get", "/api/v1/subscriptions", scopes.READ, 200),
+    Endpoint("subscriptions-create", "post", "/api/v1/subscriptions", scopes.ADMIN, 201, body=_subscription_body),
+    Endpoint(
+        "subscriptions-retrieve",
+        "get",
+        "/api/v1/subscriptions/{id}",
+        scopes.READ,
+        200,
+        make=lambda t: EventSubscriptionFactory(tenant_id=t),
+    ),
+    Endpoint(
+        "subscriptions-partial_update",
+        "patch",
+        "/api/v1/subscriptions/{id}",
+        scopes.ADMIN,
+        200,
+        make=lambda t: EventSubscriptionFactory(tenant_id=t),
+        body=lambda t: {"subject": "erp.renamed.>", "enabled": False},
+        still_there=_subscription_unchanged,
+    ),
+    Endpoint(
+        "subscriptions-destroy",
+        "delete",
+        "/api/v1/subscriptions/{id}",
+        scopes.ADMIN,
+        204,
+        make=lambda t: EventSubscriptionFactory(tenant_id=t),
+        still_there=_subscription_unchanged,
+    ),
 ]
 DETAIL_ENDPOINTS = [e for e in ENDPOINTS if e.detail]
 by_id = pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[e.id for e in ENDPOINTS])
@@ -269,6 +351,7 @@ INSUFFICIENT = {
     scopes.READ: (scopes.WORKER,),
     scopes.OPERATE: (scopes.READ, scopes.WORKER),
     scopes.ADMIN: (scopes.READ, scopes.OPERATE, scopes.WORKER),
+    scopes.WORKER: (scopes.READ, scopes.OPERATE),
 }
 
 
@@ -376,13 +459,15 @@ def test_lists_show_only_own_tenant(endpoint: Endpoint, api: APIClient) -> None:
     foreign_calendar = CalendarFactory(tenant_id=OTHER_TENANT)
     WorkerFactory(tenant_id="")
     foreign_worker = WorkerFactory(tenant_id=OTHER_TENANT)
+    EventSubscriptionFactory(tenant_id=TENANT)
+    foreign_subscription = EventSubscriptionFactory(tenant_id=OTHER_TENANT)
 
     response = api.get(endpoint.path)
     assert response.status_code == 200
     results = response.json()["results"]
     assert results, "the tenant's own objects are listed"
     text = json.dumps(results)
-    for foreign in (theirs, theirs.schedule, theirs.job, foreign_calendar, foreign_worker):
+    for foreign in (theirs, theirs.schedule, theirs.job, foreign_calendar, foreign_worker, foreign_subscription):
         assert str(foreign.pk) not in text
     if endpoint.id == "runs-list":
         assert [r["id"] for r in results] == [str(mine.pk)]

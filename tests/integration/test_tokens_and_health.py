@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from io import StringIO
 from typing import Any
 
@@ -12,6 +13,7 @@ from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from scheduler_project.celery import app as celery_app
+from schedules.services import beat_lease_acquire
 from tests.factories import TENANT, JobFactory
 
 
@@ -57,11 +59,24 @@ def test_healthz_is_cheap_and_open() -> None:
     assert response.json() == {"status": "ok"}
 
 
+@pytest.fixture
+def beat_leads() -> None:
+    assert beat_lease_acquire(holder="test-beat", ttl=timedelta(seconds=30)) is not None
+
+
 @pytest.mark.django_db
-def test_readyz_checks_database_and_broker() -> None:
+@pytest.mark.usefixtures("beat_leads")
+def test_readyz_checks_database_broker_and_beat(settings: Any) -> None:
+    settings.NATS_URL = None  # tests/integration/test_observability.py checks NATS against a server of its own
     response = APIClient().get("/readyz")
     assert response.status_code == 200, response.content
-    assert response.json()["checks"] == {"database": "ok", "broker": "ok"}
+    checks = response.json()["checks"]
+    assert {name: checks[name] for name in ("database", "broker", "beat")} == {
+        "database": "ok",
+        "broker": "ok",
+        "beat": "ok",
+    }
+    assert set(checks) == {"database", "broker", "beat", "workers"}  # workers: reported, not required
 
 
 @pytest.fixture
@@ -73,7 +88,7 @@ def broker_down() -> Any:
 
 
 @pytest.mark.django_db
-@pytest.mark.usefixtures("broker_down")
+@pytest.mark.usefixtures("broker_down", "beat_leads")
 def test_readyz_names_the_dependency_that_is_down() -> None:
     response = APIClient().get("/readyz")
     assert response.status_code == 503

@@ -22,8 +22,10 @@ def test_nothing_set_means_the_embedded_default(tmp_path: Path) -> None:
     assert config.broker_url == "filesystem://"
     assert (tmp_path / "broker" / "out").is_dir()
     assert config.nats_url is None
+    assert (config.nats_events_stream, config.events_source) == (None, "/scheduler")
     assert config.jwks_url is None
     assert config.debug is False
+    assert (config.worker_heartbeat_seconds, config.worker_offline_after_seconds) == (10, 60)
 
 
 def test_embedded_secret_key_is_random_and_kept(tmp_path: Path) -> None:
@@ -72,12 +74,18 @@ BAD = [
     ("POSTGRES_URL", "postgres:///", "POSTGRES_URL"),
     ("REDIS_URL", "localhost:6379", "REDIS_URL"),
     ("NATS_URL", "http://bus:4222", "NATS_URL"),
+    ("NATS_EVENTS_STREAM", "scheduler.events", "NATS_EVENTS_STREAM"),
+    ("EVENTS_SOURCE", "/the scheduler", "EVENTS_SOURCE"),
     ("JWKS_URL", "idp.internal/jwks", "JWKS_URL"),
     ("DEFAULT_TZ", "Mars/Olympus", "DEFAULT_TZ"),
     ("DEBUG", "maybe", "DEBUG"),
     ("SECRET_KEY", "short", "SECRET_KEY"),
     ("RUN_LEASE_GRACE_SECONDS", "0", "RUN_LEASE_GRACE_SECONDS"),
     ("RUN_LEASE_GRACE_SECONDS", "soon", "RUN_LEASE_GRACE_SECONDS"),
+    ("WORKER_HEARTBEAT_SECONDS", "0", "WORKER_HEARTBEAT_SECONDS"),
+    ("WORKER_OFFLINE_AFTER_SECONDS", "a minute", "WORKER_OFFLINE_AFTER_SECONDS"),
+    # The default offline period (60 s) must hold at least two heartbeats.
+    ("WORKER_HEARTBEAT_SECONDS", "31", "WORKER_OFFLINE_AFTER_SECONDS"),
 ]
 
 
