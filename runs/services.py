@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import structlog
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
@@ -233,7 +234,27 @@ def run_execute(*, run_id: UUID, worker_name: str = "") -> str:
     """
     claim = run_claim(run_id=run_id, worker_name=worker_name)
     if claim is None:
+        logger.info("run %s: not claimed", run_id)
         return "not claimed"
+    run = claim.run
+    context = {"tenant_id": run.tenant_id, "job": claim.job.key}
+    if run.schedule_id is not None:
+        context["schedule_id"] = str(run.schedule_id)
+    tracing.span_annotate(
+        {
+            "scheduler.tenant.id": run.tenant_id,
+            "scheduler.job": claim.job.key,
+            "scheduler.schedule.id": context.get("schedule_id"),
+        }
+    )
+    # Every line logged from here on names the run's tenant, job and schedule.
+    with structlog.contextvars.bound_contextvars(**context):
+        result = _deliver_and_record(claim)
+        logger.info("run %s: %s", run_id, result)
+    return result
+
+
+def _deliver_and_record(claim: Claim) -> str:
     try:
         # Traced: the target's request or message carries this span's context (run_delivery).
         with tracing.span("run.deliver", _deliver_attributes(claim)):
@@ -243,7 +264,7 @@ def run_execute(*, run_id: UUID, worker_name: str = "") -> str:
     except SoftTimeLimitExceeded:  # the backstop behind the target's own deadline
         return run_attempt_failed(claim=claim, error=DeliveryTimeout("the task's soft time limit was reached"))
     except Exception as exc:  # a bug must not leave the run RUNNING until its lease runs out
-        logger.exception("delivering run %s failed unexpectedly", run_id)
+        logger.exception("delivering run %s failed unexpectedly", claim.run.pk)
         return run_attempt_failed(claim=claim, error=DeliveryError(str(exc) or type(exc).__name__))
     return run_attempt_succeeded(claim=claim, receipt=receipt)
 

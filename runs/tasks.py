@@ -10,7 +10,6 @@ from celery import shared_task
 from celery.app.task import Task
 
 from runs import services
-from runs.models import Run
 from scheduler_project import tracing
 
 logger = logging.getLogger(__name__)
@@ -27,29 +26,10 @@ def execute_run(self: Task, run_id: str) -> str:
     except (TypeError, ValueError):
         logger.error("execute_run got %r, not a run id: message dropped", run_id)
         return "invalid"
-    # Every line logged while the run executes names it, its tenant, job and schedule; so does
-    # the task's span, when traced (Celery's instrumentation opened it: scheduler_project/tracing.py).
-    context = _log_context(pk, self.request.id)
-    with structlog.contextvars.bound_contextvars(**context):
+    # Every line logged while the run executes names it (run_execute adds its tenant, job and
+    # schedule once claimed); so does the task's span, when traced (Celery's instrumentation
+    # opened it: scheduler_project/tracing.py).
+    with structlog.contextvars.bound_contextvars(run_id=run_id, task_id=self.request.id or ""):
         result = services.run_execute(run_id=pk, worker_name=self.request.hostname or "")
-        logger.info("run %s: %s", run_id, result)
-    tracing.span_annotate(
-        {
-            "scheduler.run.id": run_id,
-            "scheduler.tenant.id": context.get("tenant_id"),
-            "scheduler.job": context.get("job"),
-            "scheduler.schedule.id": context.get("schedule_id"),
-            "scheduler.run.result": result,
-        }
-    )
+    tracing.span_annotate({"scheduler.run.id": run_id, "scheduler.run.result": result})
     return result
-
-
-def _log_context(pk: UUID, task_id: str | None) -> dict[str, str]:
-    context = {"run_id": str(pk), "task_id": task_id or ""}
-    row = Run.objects.filter(pk=pk).values("tenant_id", "job__key", "schedule_id").first()
-    if row is not None:
-        context.update(tenant_id=row["tenant_id"], job=row["job__key"])
-        if row["schedule_id"] is not None:
-            context["schedule_id"] = str(row["schedule_id"])
-    return context

@@ -185,6 +185,6 @@ def test_metrics_of_workers_and_beat_add_up_at_the_apis_metrics(
         line for line in _json_lines(tmp_path / "worker0.log") if line.get("event") == f"run {run.pk}: SUCCEEDED"
     ]
     assert (executed["run_id"], executed["tenant_id"], executed["job"]) == (str(run.pk), TENANT, "obs.ok")
-    assert executed["logger"] == "runs.tasks"
+    assert executed["logger"] == "runs.services"
     beat_lines = _json_lines(tmp_path / "beat1.log")
     assert any("leads with token" in line["event"] for line in beat_lines)

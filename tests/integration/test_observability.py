@@ -466,8 +466,8 @@ def test_a_run_execution_logs_json_lines_with_the_run_and_its_tenant(
 
     assert execute_run.apply(args=[str(run.pk)]).get() == RunStatus.SUCCEEDED
 
-    [line] = [line for line in log_lines() if line["logger"] == "runs.tasks"]
-    assert line["event"] == f"run {run.pk}: SUCCEEDED"
+    [line] = [line for line in log_lines() if line["event"] == f"run {run.pk}: SUCCEEDED"]
+    assert line["logger"] == "runs.services"
     assert line["run_id"] == str(run.pk)
     assert line["tenant_id"] == TENANT
     assert line["job"] == job.key
