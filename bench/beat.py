@@ -178,10 +178,10 @@ def reset() -> None:
         """
         INSERT INTO schedules_job (id, tenant_id, key, name, description, target, payload, max_attempts,
             backoff_strategy, backoff_base_seconds, backoff_max_seconds, timeout_seconds, queue,
-            required_capabilities, priority, created_at, updated_at)
+            required_capabilities, priority, webhook_secret, created_at, updated_at)
         SELECT md5('bench-job' || j)::uuid, %s, 'bench.job' || j, 'Bench ' || j, '',
             '{"type": "EVENT", "subject": "bench"}', '{"scope": "all"}', 3, 'FIXED', 10, 600, 300, %s, '[]', 5,
-            now(), now()
+            '', now(), now()
         FROM generate_series(0, %s - 1) j
         """,
         [TENANT, QUEUE, JOBS],

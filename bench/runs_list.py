@@ -53,10 +53,10 @@ def seed(total_rows: int) -> dict[str, str]:
                 """
                 INSERT INTO schedules_job (id, tenant_id, key, name, description, target, payload, max_attempts,
                     backoff_strategy, backoff_base_seconds, backoff_max_seconds, timeout_seconds, queue,
-                    required_capabilities, priority, created_at, updated_at)
+                    required_capabilities, priority, webhook_secret, created_at, updated_at)
                 SELECT md5('job' || t)::uuid, CASE WHEN t = 0 THEN %s ELSE 'bench-' || t END, 'bench.job', 'Bench',
                     '', '{"type": "EVENT", "subject": "bench"}', '{}', 3, 'FIXED', 10, 600, 300, 'default', '[]', 5,
-                    now(), now()
+                    '', now(), now()
                 FROM generate_series(0, %s) t
                 """,
                 [TENANT, OTHER_TENANTS],
