@@ -106,6 +106,24 @@ def test_the_docs_cover_every_event_type_of_the_design() -> None:
     }  # fmt: skip
 
 
+@pytest.mark.django_db
+def test_worker_events_carry_exactly_the_documented_fields() -> None:
+    from workers.services import worker_mark_offline, worker_register
+
+    rows = _rows(_sections()["Worker events"])
+    documented = {
+        field.strip().strip("`") for row in rows if not row[0].startswith("`scheduler.") for field in row[0].split(",")
+    }
+    worker, _ = worker_register(tenant_id="", name="docs@host", hostname="host", queues=["default"])
+    worker_mark_offline(worker_id=worker.pk, reason="a clean shutdown")
+
+    events = OutboxEvent.objects.filter(aggregate_type="worker", aggregate_id=str(worker.pk)).order_by("id")
+    assert [e.type for e in events] == ["scheduler.worker.registered", "scheduler.worker.offline"]
+    for event in events:
+        assert set(event.data) <= documented, set(event.data) - documented
+    assert documented <= set().union(*(e.data for e in events)) | {"drained_at"}
+
+
 def test_an_event_of_no_tenant_has_no_tenantid_attribute() -> None:
     event = OutboxEvent(type="scheduler.worker.offline", aggregate_type="worker", aggregate_id="w1", data={"id": "w1"})
 
