@@ -335,13 +335,13 @@ def _slot_taken(run: Run, now: datetime) -> str:
     """Why the run must wait for a slot, or "" when it may start. Locks what it counts by."""
     job = run.job
     if job.concurrency_limit is not None:
-        Job.objects.select_for_update().filter(pk=job.pk).values_list("pk", flat=True).get()
+        list(Job.objects.select_for_update().filter(pk=job.pk).values_list("pk", flat=True))
         running = Run.objects.filter(job_id=job.pk, status=RunStatus.RUNNING, lease_expires_at__gt=now).count()
         if running >= job.concurrency_limit:
             return f"waiting for a slot: {running} of the job's concurrency limit of {job.concurrency_limit} run"
     schedule = run.schedule
     if schedule is not None and schedule.overlap_policy == OverlapPolicy.BUFFER_ONE:
-        Schedule.objects.select_for_update().filter(pk=schedule.pk).values_list("pk", flat=True).get()
+        list(Schedule.objects.select_for_update().filter(pk=schedule.pk).values_list("pk", flat=True))
         if Run.objects.filter(schedule_id=schedule.pk, status=RunStatus.RUNNING, lease_expires_at__gt=now).exists():
             return "waiting for the schedule's previous run to finish (overlap policy BUFFER_ONE)"
     return ""
@@ -495,8 +495,12 @@ def _finish(
             )
             return "superseded"
         metrics.run_moved(run=run, job=job, status=status)
-        if job.concurrency_limit is not None:  # serialise with run_claim's count of the slots
-            Job.objects.select_for_update().filter(pk=job.pk).values_list("pk", flat=True).get()
+        # Serialise with run_claim's count of the slots (job, then schedule: the claim's order), so
+        # a run that claim finds busy is either seen waiting here and woken, or sees this finish.
+        if job.concurrency_limit is not None:
+            list(Job.objects.select_for_update().filter(pk=job.pk).values_list("pk", flat=True))
+        if run.schedule is not None and run.schedule.overlap_policy == OverlapPolicy.BUFFER_ONE:
+            list(Schedule.objects.select_for_update().filter(pk=run.schedule.pk).values_list("pk", flat=True))
         run.status, run.finished_at, run.error_type, run.error_message = status, now, error_type, error_message
         if status == RunStatus.RETRYING:
             beats_wake()  # the beat's sleep may end after the retry is due
@@ -632,6 +636,10 @@ def run_cancel(*, run: Run, reason: str = "cancelled by an operator") -> Run:
         updated_at=now,
     )
     run.refresh_from_db()
+    if cancelled and run.schedule_id is not None:
+        from schedules.services import schedule_run_finished  # schedules imports runs: import here
+
+        schedule_run_finished(run=run, finished_at=now)  # a FIXED_DELAY schedule's next slot
     if not cancelled:
         raise Conflict(
             f"The run is {run.status}: only SCHEDULED, QUEUED or RETRYING runs can be cancelled."

@@ -98,6 +98,11 @@ def run_moved(*, run: Run, job: Job, status: str) -> None:
         DEAD_LETTERS.labels(run.tenant_id, job.key).inc()
 
 
+def run_recorded_final(*, tenant_id: str, job_key: str, status: str) -> None:
+    """A run written already final by the beat: MISSED (misfire policy) or SKIPPED (overlap)."""
+    RUNS_FINISHED.labels(tenant_id, job_key, str(status)).inc()
+
+
 def beat_tick(*, seconds: float, leader: bool) -> None:
     BEAT_TICK.labels("leader" if leader else "standby").observe(seconds)
 

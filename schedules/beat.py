@@ -26,7 +26,7 @@ import select
 import socket
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -64,6 +64,8 @@ class Scheduler(DatabaseScheduler):
         self.token: int | None = None
         self._listener: Any = None
         self._last_sweep = timezone.now() - self.sweep_every
+        # Since when this beat has reached the database without a failed tick (None: not yet).
+        self._database_up_since: datetime | None = None
         self._relay = RelayLoop(active=lambda: self.token is not None)  # works while this beat leads
         super().__init__(*args, **kwargs)
 
@@ -75,6 +77,8 @@ class Scheduler(DatabaseScheduler):
         started = time.monotonic()
         try:
             self._lead()
+            if self._database_up_since is None:
+                self._database_up_since = timezone.now()
             periodic_sleep = super().tick(*args, **kwargs) if self.token is not None else max_sleep
             self._dispatch()
             if self.token is not None:
@@ -83,6 +87,7 @@ class Scheduler(DatabaseScheduler):
             metrics.beat_tick(seconds=time.monotonic() - started, leader=self.token is not None)
             return self._wait(sleep)
         except Exception:  # the beat must outlive a database restart; the next tick retries
+            self._database_up_since = None
             metrics.beat_tick_failed()
             logger.exception("beat tick failed; retrying")
             close_old_connections()
@@ -108,8 +113,12 @@ class Scheduler(DatabaseScheduler):
         recovered = run_recover_lost(now=now)
         if recovered:
             logger.warning("took back %d runs whose worker stopped (lease expired)", recovered)
-        # Workers silent for WORKER_OFFLINE_AFTER_SECONDS: OFFLINE, their runs retried at once.
-        workers_detect_offline()
+        # Workers silent for WORKER_OFFLINE_AFTER_SECONDS: OFFLINE, their runs retried at once. Not
+        # until this beat has reached the database for that long itself: after an outage, silence
+        # says nothing about a worker whose heartbeats could not land either.
+        up_since = self._database_up_since
+        if up_since is not None and now - up_since >= timedelta(seconds=settings.WORKER_OFFLINE_AFTER_SECONDS):
+            workers_detect_offline()
         if now - self._last_sweep >= self.sweep_every:
             self._last_sweep = now
             resent = run_sweep(now=now, stale_after=self.sweep_stale_after)

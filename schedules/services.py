@@ -24,6 +24,7 @@ from calendars.models import Calendar
 from runs.models import ACTIVE_STATUSES, FINAL_STATUSES, SLOT_KINDS, Run, RunKind, RunStatus
 from runs.services import run_enqueue, run_event_build, runs_retry
 from runs.targets.spec import InvalidTarget, parse_target
+from scheduler_project import metrics
 from scheduler_project.errors import Conflict, ValidationFailed
 from scheduler_project.events import event_record, events_record
 from schedules import selectors
@@ -397,6 +398,11 @@ def _plan_slots(schedule: Schedule, now: datetime, active: int, trigger: Trigger
         plan.runs.append(_run(schedule, slot_at, payload, status, reason))
         if status == RunStatus.SCHEDULED:
             active += 1
+    if fixed_delay and not any(run.status == RunStatus.SCHEDULED for run in plan.runs):
+        # No run will finish to set the next slot (this one was missed or skipped): the delay
+        # counts from now, or the schedule would never fire again.
+        after = next_after(trigger, now)
+        schedule.next_fire_at = after + jitter if after is not None else None
     return plan
 
 
@@ -524,6 +530,10 @@ def schedule_dispatch_due(*, now: datetime, limit: int = 500) -> list[UUID]:
                 if run.pk in written and run.status == RunStatus.MISSED
             ]
         )
+        job_keys = {schedule.job_id: schedule.job.key for schedule in schedules}
+        for run in runs:
+            if run.pk in written and run.status in (RunStatus.MISSED, RunStatus.SKIPPED):
+                metrics.run_recorded_final(tenant_id=run.tenant_id, job_key=job_keys[run.job_id], status=run.status)
         _advance(schedules)
         to_execute = [r.pk for r in runs if r.pk in written and r.status == RunStatus.SCHEDULED]
         transaction.on_commit(lambda: run_enqueue(run_ids=to_execute))

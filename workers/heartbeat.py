@@ -56,6 +56,7 @@ class CeleryWorkerHeartbeat:
     worker_id: UUID | None = None
     consumer: Any = None
     consuming: bool = True
+    registered_status: str = WorkerStatus.ONLINE
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
     _db: Any = None  # the beating thread's connection wrapper (see _detach_inherited_connection)
@@ -81,6 +82,7 @@ class CeleryWorkerHeartbeat:
             logger.exception("registering worker %s failed; the next heartbeat retries", self.name)
             return
         self.worker_id = worker.pk
+        self.registered_status = worker.status
         logger.info("registered worker %s (%s)", self.name, worker.status)
 
     def start(self, consumer: Any) -> None:
@@ -88,6 +90,8 @@ class CeleryWorkerHeartbeat:
         self.consumer = consumer
         if self._thread is not None:
             return
+        # A worker restarted while drained stops consuming now, not at its first heartbeat.
+        self.follow(self.registered_status)
         _install_fork_guard()
         self._thread = threading.Thread(target=self._run, name="worker-heartbeat", daemon=True)
         self._thread.start()

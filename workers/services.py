@@ -92,7 +92,7 @@ def worker_register(
         tenant_id=tenant_id, name=name, defaults={"hostname": hostname, "status": WorkerStatus.ONLINE}
     )
     if not created:
-        worker = Worker.objects.select_for_update().get(pk=worker.pk)
+        worker = Worker.objects.select_for_update(no_key=True).get(pk=worker.pk)
     previous_status = None if created else worker.status
     worker.hostname = hostname
     worker.queues = list(queues)
@@ -127,7 +127,7 @@ def worker_heartbeat(*, worker_id: UUID, active_runs: int | None = None) -> Work
     """
     window = settings.WORKER_HEARTBEAT_EVENT_SECONDS
     with transaction.atomic():
-        worker = Worker.objects.select_for_update().get(pk=worker_id)
+        worker = Worker.objects.select_for_update(no_key=True).get(pk=worker_id)
         previous_status, previous_beat = worker.status, worker.last_heartbeat_at
         worker.status = _live_status(worker)
         worker.active_runs = (
@@ -158,7 +158,7 @@ def worker_mark_offline(*, worker_id: UUID, reason: str, silent_for: timedelta |
     not live (already OFFLINE) or has just been heard from.
     """
     with transaction.atomic():
-        live = Worker.objects.select_for_update().filter(pk=worker_id, status__in=LIVE_STATUSES)
+        live = Worker.objects.select_for_update(no_key=True).filter(pk=worker_id, status__in=LIVE_STATUSES)
         if silent_for is not None:
             live = live.filter(_silent(silent_for))
         worker = live.first()
@@ -206,7 +206,7 @@ def worker_set_drained(*, worker: Worker, drained: bool, now: datetime | None = 
     """
     now = now or timezone.now()
     with transaction.atomic():
-        locked = Worker.objects.select_for_update().get(pk=worker.pk)
+        locked = Worker.objects.select_for_update(no_key=True).get(pk=worker.pk)
         if (locked.drained_at is not None) == drained:
             return locked
         locked.drained_at = now if drained else None

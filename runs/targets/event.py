@@ -122,7 +122,12 @@ class NatsBus:
             stream: str | None = await nc.jetstream().find_stream_name_by_subject(subject)
         except NotFoundError:
             stream = None
-        except Exception:  # JetStream disabled on this server: plain NATS
+        except Exception:
+            # Only a server without JetStream means plain NATS. JetStream there but not
+            # answering (a timeout, no responders during a restart) must fail this publish, to be
+            # tried again: a core publish would get no acknowledgement from the stream.
+            if (getattr(nc, "_server_info", None) or {}).get("jetstream"):
+                raise
             stream = None
         self._streams[subject] = (stream, time.monotonic() + STREAM_LOOKUP_TTL_SECONDS)
         return stream

@@ -87,6 +87,13 @@ def deliver(delivery: Delivery) -> Receipt:
         )
     except requests.Timeout as exc:
         raise DeliveryTimeout(f"no answer within the job's timeout: {exc}", error_type=type(exc).__name__) from exc
+    except (
+        requests.exceptions.InvalidURL,
+        requests.exceptions.InvalidSchema,
+        requests.exceptions.InvalidHeader,
+    ) as exc:
+        # The same request would fail the same way: a configuration error, not an outage.
+        raise FatalError(str(exc) or type(exc).__name__, error_type=type(exc).__name__) from exc
     except requests.RequestException as exc:  # refused, reset, DNS, TLS
         raise RetryableError(str(exc) or type(exc).__name__, error_type=type(exc).__name__) from exc
     latency_ms = int((time.monotonic() - started) * 1000)

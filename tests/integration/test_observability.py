@@ -141,6 +141,31 @@ def _ready() -> tuple[int, dict[str, Any]]:
 # --- /readyz --------------------------------------------------------------------------------------
 
 
+def test_metrics_count_runs_the_beat_records_missed_or_skipped() -> None:
+    from schedules.services import schedule_dispatch_due
+
+    now = timezone.now()
+    job = JobFactory(key=f"metrics.{uuid.uuid4().hex[:8]}")
+    every_minute = {"version": 1, "type": "CRON", "expression": "* * * * *"}
+    # Two hours behind under SKIP: every slot is late beyond the grace, so MISSED.
+    ScheduleFactory(job=job, trigger=every_minute, misfire_policy="SKIP", next_fire_at=now - timedelta(hours=2))
+    busy = ScheduleFactory(
+        job=job, trigger=every_minute, overlap_policy="SKIP", next_fire_at=now - timedelta(seconds=1)
+    )
+    RunFactory(schedule=busy, kind=RunKind.MANUAL, status=RunStatus.RUNNING)
+
+    schedule_dispatch_due(now=now, limit=10)
+
+    after = scrape()
+    labels = {"tenant": TENANT, "job": job.key}
+    assert (
+        after.value("scheduler_runs_finished_total", **labels, status="MISSED")
+        == Run.objects.filter(job=job, status=RunStatus.MISSED).count()
+        > 100
+    )
+    assert after.value("scheduler_runs_finished_total", **labels, status="SKIPPED") == 1
+
+
 @pytest.mark.usefixtures("beat_leads")
 def test_readyz_reports_every_check_and_requires_all_but_workers() -> None:
     status, body = _ready()

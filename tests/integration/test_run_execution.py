@@ -495,3 +495,37 @@ def test_the_job_secret_is_write_only(api: Any) -> None:
     assert response.json()["required_capabilities"] == ["eu", "gpu"]
     cleared = api.patch(f"/api/v1/jobs/{response.json()['id']}", {"webhook_secret": ""}, format="json")
     assert cleared.json()["webhook_secret_set"] is False
+
+
+def test_cancelling_a_fixed_delay_run_schedules_the_next_slot(api: Any, receiver: Receiver) -> None:
+    schedule = ScheduleFactory(
+        job=_job(receiver), trigger={"version": 1, "type": "FIXED_DELAY", "delay_seconds": 600}, next_fire_at=None
+    )
+    run = RunFactory(schedule=schedule, status=RunStatus.QUEUED)
+
+    assert api.post(f"/api/v1/runs/{run.pk}/cancel").status_code == 200
+
+    run.refresh_from_db()
+    schedule.refresh_from_db()
+    assert run.finished_at is not None
+    assert schedule.next_fire_at == run.finished_at + timedelta(seconds=600)
+
+
+def test_a_fixed_delay_slot_skipped_by_overlap_still_leads_to_a_next_slot(receiver: Receiver) -> None:
+    from schedules.services import schedule_dispatch_due
+
+    now = timezone.now()
+    schedule = ScheduleFactory(
+        job=_job(receiver),
+        trigger={"version": 1, "type": "FIXED_DELAY", "delay_seconds": 600},
+        overlap_policy="SKIP",
+        next_fire_at=now - timedelta(seconds=1),
+    )
+    RunFactory(schedule=schedule, kind="MANUAL", status=RunStatus.RUNNING, lease_expires_at=now + timedelta(minutes=5))
+
+    schedule_dispatch_due(now=now, limit=10)
+
+    skipped = Run.objects.get(schedule=schedule, kind="SCHEDULED")
+    assert skipped.status == RunStatus.SKIPPED
+    schedule.refresh_from_db()
+    assert schedule.next_fire_at == now + timedelta(seconds=600)
