@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from rest_framework.test import APIClient
 
 from scheduler_project.api import scopes
 from scheduler_project.api.authentication import token_issue
+from tests.e2e.harness import Receiver, broker_purge
 from tests.factories import OTHER_TENANT, TENANT
 
 ALL_SCOPES = (scopes.READ, scopes.OPERATE, scopes.ADMIN, scopes.WORKER)
@@ -42,3 +44,20 @@ def api(client_for: Callable[..., APIClient]) -> APIClient:
 def other_api(client_for: Callable[..., APIClient]) -> APIClient:
     """An admin client of another tenant."""
     return client_for(OTHER_TENANT)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on 127.0.0.1 (tests/e2e/harness.py), answering 200 unless told otherwise."""
+    server = Receiver()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def queue() -> Iterator[str]:
+    """A broker queue of the test's own, emptied (with its capability queues) afterwards."""
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    yield name
+    broker_purge(name)

@@ -31,19 +31,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def queue() -> Iterator[str]:
-    name = f"test-exec-{uuid.uuid4().hex[:8]}"
-    yield name
-    broker_purge(name)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.start()
-    yield server
-    server.stop()
-    unsigned = [r.key for r in server.requests if not r.signature_ok]
+def receiver(receiver: Receiver) -> Iterator[Receiver]:
+    """The shared receiver, and every request it got must have been signed."""
+    yield receiver
+    unsigned = [r.key for r in receiver.requests if not r.signature_ok]
     assert not unsigned, f"requests without a valid signature: {unsigned}"
 
 

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -24,7 +23,7 @@ from runs.models import FINAL_STATUSES, Run, RunKind, RunStatus
 from runs.services import run_enqueue
 from scheduler_project.config import BASE_DIR
 from tests.conftest import make_token
-from tests.e2e.harness import Processes, Receiver, broker_purge, wait_for
+from tests.e2e.harness import Processes, Receiver, wait_for
 from tests.factories import TENANT, JobFactory, RunFactory, ScheduleFactory
 from tests.scrape import EXPOSITION_CONTENT_TYPE, Scrape
 
@@ -34,13 +33,6 @@ GUNICORN = str(BASE_DIR / ".venv" / "bin" / "gunicorn")
 # <type>[_<gauge mode>]_<host>-<pid>.db: hostname-qualified, so containers sharing a volume never
 # write one file (scheduler_project/prometheus.py).
 METRICS_FILE = re.compile(r"(counter|histogram|gauge_[a-z]+)_[A-Za-z0-9.-]+-\d+\.db")
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    name = f"test-obs-{uuid.uuid4().hex[:8]}"
-    yield name
-    broker_purge(name)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ from scheduler_project.config import BASE_DIR
 from scheduler_project.models import OutboxEvent
 from schedules.models import Job
 from tests.conftest import make_token
-from tests.e2e.harness import Processes, Receiver, broker_purge, wait_for
+from tests.e2e.harness import Processes, Receiver, wait_for
 from tests.e2e.otlp import OtlpCollector, Span
 from tests.factories import TENANT, JobFactory, ScheduleFactory
 
@@ -31,21 +30,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 GUNICORN = str(BASE_DIR / ".venv" / "bin" / "gunicorn")
 EXECUTE = "runs.execute_run"
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    name = f"test-trace-{uuid.uuid4().hex[:8]}"
-    yield name
-    broker_purge(name)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import os
 import signal
 import socket
 import subprocess
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,26 +25,11 @@ from runs.models import FINAL_STATUSES, AttemptOutcome, Run, RunAttempt, RunKind
 from runs.services import run_enqueue
 from scheduler_project.models import OutboxEvent
 from schedules.models import Job
-from tests.e2e.harness import Processes, Receiver, broker_purge, wait_for
+from tests.e2e.harness import Processes, Receiver, wait_for
 from tests.factories import JobFactory, RunFactory
 from workers.models import Worker, WorkerStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    name = f"test-workers-{uuid.uuid4().hex[:8]}"
-    yield name
-    broker_purge(name)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

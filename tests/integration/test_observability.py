@@ -284,14 +284,6 @@ def test_readyz_workers_are_reported_and_required_only_when_configured(settings:
 # --- /metrics -------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture(autouse=True)
 def _signing_secret(settings: Any) -> None:
     settings.WEBHOOK_HMAC_SECRET = WEBHOOK_SECRET

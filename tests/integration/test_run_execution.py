@@ -4,8 +4,6 @@ claiming, the concurrency gate, recovery of lost runs, retries, cancel, retry an
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -23,21 +21,6 @@ from tests.e2e.harness import WEBHOOK_SECRET, Receiver
 from tests.factories import TENANT, JobFactory, RunFactory, ScheduleFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    name = f"test-run-exec-{uuid.uuid4().hex[:8]}"
-    yield name
-    redis.Redis.from_url(settings.REDIS_URL).delete(name)
 
 
 @pytest.fixture(autouse=True)
