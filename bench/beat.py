@@ -40,11 +40,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import configure, sql
 
 QUEUE = "bench-beat"  # our runs' messages
 DCB_QUEUE = "bench-dcb"  # DatabaseScheduler's messages
@@ -78,34 +79,8 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def configure(args: argparse.Namespace) -> None:
-    """Point the project at the bench database and Redis DB, creating the database if missing."""
-    database = urlsplit(args.postgres).path.lstrip("/")
-    if "bench" not in database:
-        sys.exit(f"--postgres must name a dedicated bench database (got {database!r})")
-    redis_db = urlsplit(args.redis).path.lstrip("/") or "0"
-    if redis_db == "0":
-        sys.exit("--redis must name a dedicated Redis DB other than 0: the script flushes it")
-    os.environ["POSTGRES_URL"] = args.postgres
-    os.environ["REDIS_URL"] = args.redis
-    os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-0123456789abcdef")
-    os.environ.setdefault("DATA_DIR", str(Path(tempfile.gettempdir()) / "scheduler-bench-beat"))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scheduler_project.settings")
-    if args.child:
-        return
-    import psycopg2
-
-    server = psycopg2.connect(args.postgres.rsplit("/", 1)[0] + "/postgres")
-    server.autocommit = True
-    with server.cursor() as cursor:
-        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database])
-        if cursor.fetchone() is None:
-            cursor.execute(f'CREATE DATABASE "{database}"')
-    server.close()
-
-
 ARGS = parse_args()
-configure(ARGS)
+configure(ARGS, name="beat")
 
 import django
 
@@ -114,7 +89,6 @@ django.setup()
 import redis
 from celery.beat import Scheduler as CeleryScheduler
 from django.core.management import call_command
-from django.db import connection
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule
 from django_celery_beat.schedulers import DatabaseScheduler
@@ -128,12 +102,6 @@ BROKER = redis.Redis.from_url(ARGS.redis)
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def sql(statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return cursor.fetchall() if cursor.description else []
 
 
 def memory() -> dict[str, float]:
