@@ -8,9 +8,11 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +29,14 @@ from scheduler_project.config import BASE_DIR
 
 WEBHOOK_SECRET = "e2e-webhook-secret-0123456789abcdef"
 CELERY = str(BASE_DIR / ".venv" / "bin" / "celery")
+GUNICORN = str(BASE_DIR / ".venv" / "bin" / "gunicorn")
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on at the moment."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -152,9 +162,11 @@ class Processes:
         }
 
     def _start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """Start ``args`` (a celery command line unless it names its own program) logging to <name>.log."""
+        command = args if args[0].startswith("/") else [CELERY, "-A", "scheduler_project", *args]
         log = (self.tmp_path / f"{name}.log").open("wb")
         process = subprocess.Popen(
-            [CELERY, "-A", "scheduler_project", *args],
+            command,
             cwd=BASE_DIR, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
         self.processes.append(process)
@@ -164,7 +176,7 @@ class Processes:
     def worker(
         self, queues: str, *, name: str | None = None, concurrency: int = 2, **env: str
     ) -> subprocess.Popen[bytes]:
-        name = name or f"worker{len(self.processes)}"
+        name = name or f"worker{self._celery_count()}"
         return self._start(
             name,
             ["worker", "-Q", queues, "--hostname", f"{name}@e2e", "--concurrency", str(concurrency),
@@ -173,10 +185,37 @@ class Processes:
         )  # fmt: skip
 
     def beat(self, **env: str) -> subprocess.Popen[bytes]:
-        n = len(self.processes)
+        n = self._celery_count()
         return self._start(
             f"beat{n}", ["beat", "--loglevel", "INFO", "--schedule", str(self.tmp_path / f"beat{n}.db")], env
         )
+
+    def _celery_count(self) -> int:
+        """Celery processes started so far: numbers their default names (the API is not one)."""
+        return sum(1 for name in self.names.values() if name != "api")
+
+    def api(self) -> str:
+        """Start the API as the Dockerfile runs it (gunicorn with scheduler_project.gunicorn_conf,
+        two workers, logging to api.log) and return its URL once /healthz answers."""
+        port = free_port()
+        process = self._start(
+            "api",
+            [GUNICORN, "scheduler_project.wsgi", "--config", "python:scheduler_project.gunicorn_conf",
+             "--bind", f"127.0.0.1:{port}", "--workers", "2"],
+            {"PORT": str(port)},
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+
+        def healthy() -> bool:
+            assert process.poll() is None, self.logs()
+            try:
+                with urllib.request.urlopen(url + "/healthz", timeout=5) as response:
+                    return bool(response.status == 200)
+            except OSError:
+                return False
+
+        wait_for(healthy, timeout=60, interval=0.2, message=self.logs)
+        return url
 
     def wait_ready(self, process: subprocess.Popen[bytes], marker: str = "ready", timeout: float = 30) -> None:
         """Wait until a worker logs that it consumes (Celery prints "... ready.")."""

@@ -5,11 +5,7 @@ every process logging JSON lines that name the tenant and the run."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,7 +17,6 @@ from django.utils import timezone
 
 from runs.models import FINAL_STATUSES, Run, RunKind, RunStatus
 from runs.services import run_enqueue
-from scheduler_project.config import BASE_DIR
 from tests.conftest import make_token
 from tests.e2e.harness import Processes, Receiver, wait_for
 from tests.factories import TENANT, JobFactory, RunFactory, ScheduleFactory
@@ -29,7 +24,6 @@ from tests.scrape import EXPOSITION_CONTENT_TYPE, Scrape
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-GUNICORN = str(BASE_DIR / ".venv" / "bin" / "gunicorn")
 # <type>[_<gauge mode>]_<host>-<pid>.db: hostname-qualified, so containers sharing a volume never
 # write one file (scheduler_project/prometheus.py).
 METRICS_FILE = re.compile(r"(counter|histogram|gauge_[a-z]+)_[A-Za-z0-9.-]+-\d+\.db")
@@ -59,12 +53,6 @@ def processes(tmp_path: Path, queue: str, metrics_dir: Path) -> Iterator[Process
     running.stop()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _get(url: str, token: str | None = None) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(url)
     if token:
@@ -74,32 +62,8 @@ def _get(url: str, token: str | None = None) -> tuple[int, dict[str, str], bytes
 
 
 @pytest.fixture
-def api_url(processes: Processes, tmp_path: Path) -> Iterator[str]:
-    """The API as the Dockerfile runs it: gunicorn with scheduler_project.gunicorn_conf."""
-    port = _free_port()
-    log = (tmp_path / "api.log").open("wb")
-    process = subprocess.Popen(
-        [GUNICORN, "scheduler_project.wsgi", "--config", "python:scheduler_project.gunicorn_conf",
-         "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-        cwd=BASE_DIR, env={**processes.env, "PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        assert process.poll() is None, processes.logs()
-        try:
-            return _get(url + "/healthz")[0] == 200
-        except OSError:
-            return False
-
-    try:
-        wait_for(healthy, timeout=60, interval=0.2, message=processes.logs)
-        yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
+def api_url(processes: Processes) -> str:
+    return processes.api()
 
 
 def _json_lines(path: Path) -> list[dict[str, Any]]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -22,17 +21,11 @@ from typing import Any
 import pytest
 
 from scheduler_project.config import BASE_DIR
-from tests.e2e.harness import Receiver
+from tests.e2e.harness import Receiver, free_port
 from tests.scrape import EXPOSITION_CONTENT_TYPE, Scrape
 
 pytestmark = pytest.mark.e2e
 SERVICE_VARIABLES = {"POSTGRES_URL", "REDIS_URL", "NATS_URL", "SECRET_KEY", "JWKS_URL", "DEBUG", "PORT", "DATA_DIR"}
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _embedded_env(data_dir: Path, **extra: str) -> dict[str, str]:
@@ -96,7 +89,7 @@ def _group_alive(pgid: int) -> bool:
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     data_dir = tmp_path_factory.mktemp("embedded")
-    port = _free_port()
+    port = free_port()
     log = data_dir / "serve.log"
     env = _embedded_env(data_dir, PORT=str(port))
     with log.open("wb") as out:

@@ -5,10 +5,6 @@ exporter to a collector in the test (tests/e2e/otlp.py), which is all the config
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,7 +14,6 @@ import pytest
 from django.utils import timezone
 
 from runs.models import Run, RunStatus
-from scheduler_project.config import BASE_DIR
 from scheduler_project.models import OutboxEvent
 from schedules.models import Job
 from tests.conftest import make_token
@@ -28,7 +23,6 @@ from tests.factories import TENANT, JobFactory, ScheduleFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
-GUNICORN = str(BASE_DIR / ".venv" / "bin" / "gunicorn")
 EXECUTE = "runs.execute_run"
 
 
@@ -129,39 +123,9 @@ def test_one_trace_runs_from_the_beats_slot_through_the_worker_to_the_webhook(
     _assert_worker_part(spans, publish, parent_id, run)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
-def api_url(processes: Processes, tmp_path: Path) -> Iterator[str]:
-    """The API as the Dockerfile runs it: gunicorn, two workers, tracing set up in post_fork."""
-    port = _free_port()
-    log = (tmp_path / "api.log").open("wb")
-    process = subprocess.Popen(
-        [GUNICORN, "scheduler_project.wsgi", "--config", "python:scheduler_project.gunicorn_conf",
-         "--bind", f"127.0.0.1:{port}", "--workers", "2"],
-        cwd=BASE_DIR, env=processes.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
-        assert process.poll() is None, processes.logs()
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=5) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
-
-    try:
-        wait_for(healthy, timeout=60, interval=0.2, message=processes.logs)
-        yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
+def api_url(processes: Processes) -> str:
+    return processes.api()
 
 
 def test_a_manual_trigger_is_one_trace_from_the_api_request_to_the_webhook(
