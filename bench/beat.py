@@ -287,7 +287,7 @@ def phase_idle() -> dict[str, Any]:
     def services_only() -> None:
         services.beat_lease_acquire(holder=scheduler.identity, ttl=scheduler.lease_ttl)
         services.schedule_dispatch_due(now=now(), limit=Scheduler.batch_size)
-        services.schedule_next_due(now=now())
+        services.schedule_next_due()
 
     for n in sorted(ARGS.sizes):
         start = time.perf_counter()
