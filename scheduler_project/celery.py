@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init, setup_logging, task_prerun, worker_init, worker_process_init
+from celery.signals import beat_init, setup_logging, task_prerun, worker_init, worker_process_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scheduler_project.settings")
+
+logger = logging.getLogger(__name__)
 
 app = Celery("scheduler_project")
 # All Celery settings live in Django settings under the CELERY_ prefix.
@@ -63,7 +66,33 @@ def _trace_worker(sender: Any = None, **kwargs: Any) -> None:
 
 
 @beat_init.connect
-def _trace_beat(**kwargs: Any) -> None:
-    from scheduler_project import tracing
+def _start_beat(**kwargs: Any) -> None:
+    from django.conf import settings
+
+    from scheduler_project import prometheus, tracing
 
     tracing.tracing_configure("scheduler-beat")
+    if settings.METRICS_PORT is not None:
+        prometheus.serve(port=settings.METRICS_PORT, addr=settings.METRICS_ADDR, process="beat")
+
+
+# METRICS_PORT: a worker or beat serves its own metrics (scheduler_project/prometheus.py). A worker
+# starts the server once its pool is up, in its main process; the pool processes' metrics reach it
+# through PROMETHEUS_MULTIPROC_DIR.
+@worker_ready.connect
+def _serve_worker_metrics(sender: Any = None, **kwargs: Any) -> None:
+    from django.conf import settings
+
+    from scheduler_project import prometheus
+
+    if settings.METRICS_PORT is None:
+        return
+    from celery.concurrency.prefork import TaskPool as PreforkPool
+
+    # The sender is the worker's consumer; its pool forks processes of their own under prefork.
+    if prometheus.directory() is None and isinstance(getattr(sender, "pool", None), PreforkPool):
+        logger.warning(
+            "METRICS_PORT without PROMETHEUS_MULTIPROC_DIR: the pool processes' metrics are not served; "
+            "set PROMETHEUS_MULTIPROC_DIR to a directory of this worker's own"
+        )
+    prometheus.serve(port=settings.METRICS_PORT, addr=settings.METRICS_ADDR, process="worker")

@@ -8,6 +8,7 @@ SQLite and a filesystem Celery broker under ``DATA_DIR``, no server processes ne
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -59,6 +60,9 @@ class Config:
     log_format: str = "json"
     ready_require: tuple[str, ...] = ("database", "broker", "nats", "beat")
     metrics_dir: Path | None = None
+    # Where Celery workers, beats and the event consumer serve their own metrics (None: they don't).
+    metrics_port: int | None = None
+    metrics_addr: str = "0.0.0.0"
 
     @property
     def embedded(self) -> bool:
@@ -247,6 +251,18 @@ def _metrics_dir(env: Mapping[str, str]) -> Path | None:
     return path
 
 
+def _metrics_listen(env: Mapping[str, str]) -> tuple[int | None, str]:
+    """The port (and address) on which a worker, beat or consumer process serves its metrics:
+    for deployments where those processes do not share ``PROMETHEUS_MULTIPROC_DIR`` with the API."""
+    port = _int(env, "METRICS_PORT", 0, 1, 65535, "a port number") or None
+    addr = _get(env, "METRICS_ADDR") or "0.0.0.0"
+    try:
+        ipaddress.ip_address(addr)
+    except ValueError:
+        raise ConfigError("METRICS_ADDR", f"must be an IP address to listen on (got {addr!r})") from None
+    return port, addr
+
+
 def load(env: Mapping[str, str] | None = None) -> Config:
     """Read and validate the configuration; raise :class:`ConfigError` on the first bad value."""
     env = os.environ if env is None else env
@@ -257,6 +273,7 @@ def load(env: Mapping[str, str] | None = None) -> Config:
     embedded = redis_url is None and database["ENGINE"].endswith("sqlite3")
     hosts = _get(env, "ALLOWED_HOSTS")
     heartbeat_seconds, offline_after_seconds = _worker_liveness(env)
+    metrics_port, metrics_addr = _metrics_listen(env)
     return Config(
         port=_port(env),
         database=database,
@@ -283,4 +300,6 @@ def load(env: Mapping[str, str] | None = None) -> Config:
         log_format=_log_format(env),
         ready_require=_ready_require(env) or Config.ready_require,
         metrics_dir=_metrics_dir(env),
+        metrics_port=metrics_port,
+        metrics_addr=metrics_addr,
     )

@@ -10,15 +10,25 @@ A file is named after its process. prometheus_client uses the pid, which is not 
 containers sharing a volume (each has its own pid 1, 7, 8, ...), so the name here is
 ``<hostname>-<pid>``. The directory must be emptied when the processes that write it start
 afresh (``scripts/serve``, the compose file's ``migrate`` job), never while they run.
+
+Where processes cannot share the API's directory (a Kubernetes pod each), ``METRICS_PORT`` makes a
+worker, beat or event consumer serve its own metrics (:func:`serve`): the events of the processes
+writing its directory (a worker's pool processes), or its own registry. The gauges read from the
+database at scrape time stay the API's alone (:mod:`scheduler_project.scrape`), so that summing
+the pods counts each fact once.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
 
-from prometheus_client import multiprocess, values
+from prometheus_client import REGISTRY, CollectorRegistry, multiprocess, start_http_server, values
+from prometheus_client.registry import Collector
+
+logger = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Underscores split a file name into its parts: keep them out of the host part.
@@ -49,3 +59,26 @@ def mark_process_dead(pid: int) -> None:
     path = directory()
     if path:
         multiprocess.mark_process_dead(process_identifier(pid), path)
+
+
+def events_registry() -> Collector:
+    """The events the processes recorded: every process's files in the multiprocess directory,
+    or this process's own registry without one."""
+    path = directory()
+    if not path:
+        return REGISTRY
+    files = CollectorRegistry(auto_describe=False)
+    multiprocess.MultiProcessCollector(files, path=path)
+    return files
+
+
+def serve(*, port: int, addr: str, process: str) -> bool:
+    """Serve :func:`events_registry` at ``http://addr:port/metrics`` from a daemon thread. A port
+    already taken is logged, not raised: a process must not die because its metrics cannot be served."""
+    try:
+        start_http_server(port, addr, registry=events_registry())
+    except OSError as exc:
+        logger.error("%s: cannot serve metrics on %s:%d (%s)", process, addr, port, exc.strerror or exc)
+        return False
+    logger.info("%s: serving metrics on http://%s:%d/metrics", process, addr, port)
+    return True

@@ -29,14 +29,13 @@ from django.conf import settings
 from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.http import require_GET
-from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
-from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
 from runs.models import Run, RunStatus
 from runs.routing import run_queue
+from scheduler_project import prometheus
 from scheduler_project.selectors import outbox_backlog
 from schedules.models import Job
 from schedules.selectors import beat_lease_state
@@ -218,12 +217,7 @@ STATE = StateCollector()
 
 def registry() -> Collector:
     """What a scrape exposes: every process's events, and the state read now."""
-    directory = settings.PROMETHEUS_MULTIPROC_DIR
-    if directory:
-        files = CollectorRegistry(auto_describe=False)
-        MultiProcessCollector(files, path=str(directory))
-        return _Union(files, STATE)
-    return _Union(REGISTRY, STATE)
+    return _Union(prometheus.events_registry(), STATE)
 
 
 @require_GET

@@ -125,6 +125,10 @@ PROMETHEUS_MULTIPROC_DIR = str(CONFIG.metrics_dir) if CONFIG.metrics_dir else No
 # at most this many broker queues: a scrape's cost and series stay bounded (scheduler_project/scrape.py).
 METRICS_TOP_JOBS = 20
 METRICS_MAX_QUEUES = 100
+# Workers, beats and the event consumer serve their own metrics on this port when set (a pod of its
+# own cannot reach the API's multiprocess directory); scheduler_project/prometheus.py.
+METRICS_PORT = CONFIG.metrics_port
+METRICS_ADDR = CONFIG.metrics_addr
 
 # --- REST API -------------------------------------------------------------------------------
 
@@ -230,6 +234,9 @@ RUN_LEASE_GRACE_SECONDS = CONFIG.run_lease_grace_seconds
 WORKER_HEARTBEAT_SECONDS = CONFIG.worker_heartbeat_seconds
 WORKER_OFFLINE_AFTER_SECONDS = CONFIG.worker_offline_after_seconds
 WORKER_HEARTBEAT_EVENT_SECONDS = 300
+# OFFLINE workers not heard from for this many days are deleted by the beat leader (0: never);
+# their attempts keep the worker's name.
+WORKER_RETENTION_DAYS = 7
 # A bulk replay (POST /runs/replay, the admin action) retries at most this many runs at once.
 RUN_REPLAY_MAX_RUNS = 1000
 # A backfill request may cover at most this many slots.

@@ -228,6 +228,19 @@ def span(name: str, attributes: Mapping[str, Any] | None = None) -> contextlib.A
     return _tracer.start_as_current_span(name, attributes=_clean(attributes))
 
 
+def span_consuming(
+    name: str, carrier: Mapping[str, str], attributes: Mapping[str, Any] | None = None
+) -> contextlib.AbstractContextManager[Any]:
+    """A CONSUMER span around the handling of an inbound message, continuing the trace whose
+    context its headers carry (``traceparent``: what the relay and OpenTelemetry's own
+    instrumentations put there), or starting one; a no-op context when tracing is off."""
+    if not _enabled:
+        return contextlib.nullcontext()
+    return _tracer.start_as_current_span(
+        name, context=propagate.extract(carrier), kind=trace.SpanKind.CONSUMER, attributes=_clean(attributes)
+    )
+
+
 def span_annotate(attributes: Mapping[str, Any]) -> None:
     """Add attributes to the current span (e.g. Celery's task span), when tracing is on."""
     if _enabled:

@@ -45,7 +45,7 @@ from scheduler_project import metrics
 from scheduler_project.relay import RelayLoop
 from schedules import services
 from schedules.wakeup import NOTIFY_CHANNEL
-from workers.services import workers_detect_offline
+from workers.services import workers_detect_offline, workers_purge_offline
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +124,8 @@ class Scheduler(DatabaseScheduler):
             resent = run_sweep(now=now, stale_after=self.sweep_stale_after)
             if resent:
                 logger.warning("sweeper re-enqueued %d runs", resent)
+            if settings.WORKER_RETENTION_DAYS:
+                workers_purge_offline(older_than=timedelta(days=settings.WORKER_RETENTION_DAYS))
 
     def _until_next_due(self) -> float:
         candidates = [services.schedule_next_due(), run_next_retry_at()]

@@ -39,6 +39,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.db import DatabaseError, close_old_connections, connection
 
+from scheduler_project import tracing
 from subscriptions import selectors
 from subscriptions.engine import InboundEvent, subject_covers, subjects_cover
 from subscriptions.services import HandleResult, subscription_handle
@@ -68,11 +69,14 @@ def durable_name(pattern: str) -> str:
 
 def _handle_sync(message: InboundEvent) -> HandleResult:
     close_old_connections()  # a connection the database dropped since the last message
-    try:
-        return subscription_handle(message=message)
-    except DatabaseError:
-        connection.close()  # the next message starts with a fresh one
-        raise
+    # The runs it triggers join the publisher's trace, when its headers carry one.
+    attributes = {"messaging.system": "nats", "messaging.destination.name": message.subject}
+    with tracing.span_consuming("event.consume", message.headers, attributes):
+        try:
+            return subscription_handle(message=message)
+        except DatabaseError:
+            connection.close()  # the next message starts with a fresh one
+            raise
 
 
 def _subjects_sync() -> list[str]:

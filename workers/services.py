@@ -223,3 +223,25 @@ def worker_drain(*, worker: Worker) -> Worker:
 
 def worker_undrain(*, worker: Worker) -> Worker:
     return worker_set_drained(worker=worker, drained=False)
+
+
+def workers_purge_offline(*, older_than: timedelta, limit: int = 100) -> int:
+    """Delete up to ``limit`` OFFLINE workers not heard from for ``older_than``: a fleet that
+    scales up and down (a pod name per replica) would otherwise keep a row for every worker it
+    ever had. Their runs and attempts lose the link (``worker`` becomes null); an attempt keeps
+    the worker's name in ``worker_name``. A worker coming back meanwhile holds its row's lock
+    and is skipped; one that registers after the purge is simply a new row.
+
+    The beat leader calls this with WORKER_RETENTION_DAYS; returns how many were deleted."""
+    with transaction.atomic():
+        stale = list(
+            Worker.objects.select_for_update(skip_locked=True)
+            .filter(_silent(older_than), status=WorkerStatus.OFFLINE)
+            .order_by("last_heartbeat_at")
+            .values_list("pk", flat=True)[:limit]
+        )
+        if not stale:
+            return 0
+        Worker.objects.filter(pk__in=stale).delete()
+    logger.info("purged %d workers offline for over %g days", len(stale), older_than.total_seconds() / 86400)
+    return len(stale)

@@ -18,7 +18,7 @@ from django.utils import timezone
 from runs.models import FINAL_STATUSES, Run, RunKind, RunStatus
 from runs.services import run_enqueue
 from tests.conftest import make_token
-from tests.e2e.harness import Processes, Receiver, wait_for
+from tests.e2e.harness import Processes, Receiver, free_port, wait_for
 from tests.factories import TENANT, JobFactory, RunFactory, ScheduleFactory
 from tests.scrape import EXPOSITION_CONTENT_TYPE, Scrape
 
@@ -144,3 +144,52 @@ def test_metrics_of_workers_and_beat_add_up_at_the_apis_metrics(
     assert executed["logger"] == "runs.services"
     beat_lines = _json_lines(tmp_path / "beat1.log")
     assert any("leads with token" in line["event"] for line in beat_lines)
+
+
+def test_workers_and_beats_in_pods_of_their_own_serve_their_metrics_on_metrics_port(
+    tmp_path: Path, receiver: Receiver, queue: str
+) -> None:
+    """As on Kubernetes: no directory shared with an API, each process's pod its own directory,
+    and METRICS_PORT set. The worker serves what its pool processes recorded, the beat its ticks,
+    and neither serves the database gauges, which the API alone reads (counted once in a sum)."""
+    running = Processes(tmp_path, LOG_FORMAT="json")
+    try:
+        ports = {"worker": free_port(), "beat": free_port()}
+        pods = {}
+        for role, port in ports.items():
+            directory = tmp_path / f"{role}-metrics"
+            directory.mkdir()
+            pods[role] = {
+                "METRICS_PORT": str(port),
+                "METRICS_ADDR": "127.0.0.1",
+                "PROMETHEUS_MULTIPROC_DIR": str(directory),
+            }
+        job = JobFactory.create(key="obs.pod", queue=queue, target={"type": "HTTP", "url": receiver.url})
+        running.wait_all_ready(running.worker(queue, concurrency=2, **pods["worker"]), running.beat(**pods["beat"]))
+        runs = [
+            RunFactory.create(job=job, schedule=None, kind=RunKind.MANUAL, status=RunStatus.SCHEDULED) for _ in range(2)
+        ]
+        assert run_enqueue(run_ids=[run.pk for run in runs]) == 2
+        _wait_final(running, runs)
+
+        def scrape(role: str) -> Scrape:
+            status, _headers, body = _get(f"http://127.0.0.1:{ports[role]}/metrics")
+            assert status == 200
+            return Scrape.parse(body.decode())
+
+        worker = scrape("worker")
+        assert worker.value("scheduler_runs_finished_total", tenant=TENANT, job="obs.pod", status="SUCCEEDED") == 2
+        assert worker.value("scheduler_run_attempts_started_total", tenant=TENANT, job="obs.pod") == 2
+        assert not worker.has("scheduler_beat_tick_duration_seconds_count", role="leader")
+        beat = wait_for(
+            lambda: (
+                (seen := scrape("beat")).value("scheduler_beat_tick_duration_seconds_count", role="leader") and seen
+            ),
+            timeout=20,
+            message=running.logs,
+        )
+        assert not beat.has("scheduler_run_attempts_started_total", tenant=TENANT, job="obs.pod")
+        for scraped in (worker, beat):
+            assert not scraped.has("scheduler_beat_leader")  # read from the database, by the API only
+    finally:
+        running.stop()

@@ -30,7 +30,7 @@ from scheduler_project.events import event_build, events_record
 from scheduler_project.models import OutboxEvent
 from schedules.services import schedule_dispatch_due
 from tests.e2e.harness import Nats, Receiver
-from tests.factories import TENANT, JobFactory, RunFactory, ScheduleFactory
+from tests.factories import TENANT, EventSubscriptionFactory, JobFactory, RunFactory, ScheduleFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -279,3 +279,30 @@ def test_a_client_call_outside_any_traced_operation_starts_no_trace(
     # Sent, if at all, with the sampled flag off: the receiver records nothing either.
     assert not int(first.headers.get("traceparent", "00-0-0-00").split("-")[3], 16) & 0x01
     assert second.headers["traceparent"].split("-")[1] == _hex(_named(spans(), "operation"))[0]
+
+
+@pytest.mark.django_db(transaction=True)  # the consumer recycles its connection as between requests
+def test_an_inbound_event_is_a_consumer_span_in_its_publishers_trace_around_the_runs_it_starts(
+    spans: Callable[[], list[ReadableSpan]], queue: str
+) -> None:
+    from subscriptions.consumer import _handle_sync
+    from subscriptions.engine import InboundEvent
+
+    schedule = ScheduleFactory.create(job=JobFactory.create(queue=queue))
+    EventSubscriptionFactory.create(schedule=schedule, subject="erp.invoice.*")
+    publisher = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    message = InboundEvent(
+        subject="erp.invoice.paid", data=json.dumps({"id": "inv-1"}).encode(), headers={"traceparent": publisher}
+    )
+
+    result = _handle_sync(message)
+
+    [run_id] = result.runs()
+    finished = spans()
+    consume, enqueue = _named(finished, "event.consume"), _named(finished, "run.enqueue")
+    assert consume.kind == trace.SpanKind.CONSUMER
+    assert _hex(consume)[0] == "0af7651916cd43dd8448eb211c80319c"
+    assert _parent(consume) == "b7ad6b7169203331"
+    assert (consume.attributes or {})["messaging.destination.name"] == "erp.invoice.paid"
+    assert _parent(enqueue) == _hex(consume)[1]
+    assert _run_id(enqueue) == str(run_id)

@@ -330,6 +330,26 @@ def test_a_late_result_of_a_run_taken_back_from_an_offline_worker_stays_on_its_a
     assert RunAttempt.objects.get(pk=claim.attempt.pk).outcome == AttemptOutcome.SUCCEEDED
 
 
+def test_offline_workers_past_retention_are_purged_and_their_attempts_keep_the_name() -> None:
+    old = _register("celery@old-pod")
+    _running_on(old)
+    services.worker_mark_offline(worker_id=old.pk, reason="shut down")
+    _silence(old, 8 * 86400)
+    recent = _register("celery@recent-pod")
+    services.worker_mark_offline(worker_id=recent.pk, reason="shut down")
+    _silence(recent, 6 * 86400)
+    silent_but_live = _register("celery@live-pod")  # not yet found offline: never purged
+    _silence(silent_but_live, 30 * 86400)
+
+    assert services.workers_purge_offline(older_than=timedelta(days=7)) == 1
+
+    assert set(Worker.objects.values_list("name", flat=True)) == {"celery@recent-pod", "celery@live-pod"}
+    attempt = RunAttempt.objects.get(worker_name="celery@old-pod")
+    assert attempt.worker_id is None
+    assert attempt.run.worker_id is None
+    assert services.workers_purge_offline(older_than=timedelta(days=7)) == 0
+
+
 # --- API ---------------------------------------------------------------------------------------
 
 

@@ -122,6 +122,7 @@ def test_observability_defaults(tmp_path: Path) -> None:
     assert config.log_format == "json"
     assert config.ready_require == ("database", "broker", "nats", "beat")
     assert config.metrics_dir is None
+    assert (config.metrics_port, config.metrics_addr) == (None, "0.0.0.0")
 
 
 def test_observability_settings_are_read(tmp_path: Path) -> None:
@@ -131,6 +132,8 @@ def test_observability_settings_are_read(tmp_path: Path) -> None:
             "LOG_FORMAT": "Console",
             "READY_REQUIRE": "database, workers,database",
             "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
+            "METRICS_PORT": "9101",
+            "METRICS_ADDR": "::1",
         }
     )
 
@@ -138,6 +141,7 @@ def test_observability_settings_are_read(tmp_path: Path) -> None:
     assert config.ready_require == ("database", "workers")
     assert config.metrics_dir == tmp_path / "metrics"
     assert (tmp_path / "metrics").is_dir()  # created: a typo fails at start-up, not at the first metric
+    assert (config.metrics_port, config.metrics_addr) == (9101, "::1")
 
 
 @pytest.mark.parametrize(
@@ -147,8 +151,19 @@ def test_observability_settings_are_read(tmp_path: Path) -> None:
         ("READY_REQUIRE", "database,redis", "READY_REQUIRE: must name checks among"),
         ("READY_REQUIRE", ",", "READY_REQUIRE: must name checks among"),
         ("PROMETHEUS_MULTIPROC_DIR", "/proc/metrics", "PROMETHEUS_MULTIPROC_DIR: cannot create"),
+        ("METRICS_PORT", "0", "METRICS_PORT: must be a port number 1-65535"),
+        ("METRICS_PORT", "http", "METRICS_PORT: must be a port number 1-65535"),
+        ("METRICS_ADDR", "metrics.local", "METRICS_ADDR: must be an IP address"),
     ],
-    ids=["unknown_log_format", "unknown_check", "no_check", "uncreatable_metrics_dir"],
+    ids=[
+        "unknown_log_format",
+        "unknown_check",
+        "no_check",
+        "uncreatable_metrics_dir",
+        "zero_port",
+        "named_port",
+        "host_name_address",
+    ],
 )
 def test_bad_observability_settings_name_the_variable(tmp_path: Path, variable: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -9,6 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from scheduler_project import prometheus, tracing
 from subscriptions.consumer import QUEUE_GROUP, REFRESH_SECONDS, EventConsumer
 
 
@@ -38,6 +39,9 @@ class Command(BaseCommand):
             raise CommandError("NATS_URL is not set: there is no bus to listen to.")
         if options["refresh_seconds"] <= 0:
             raise CommandError("--refresh-seconds must be positive.")
+        tracing.tracing_configure("scheduler-consumer")
+        if settings.METRICS_PORT is not None:
+            prometheus.serve(port=settings.METRICS_PORT, addr=settings.METRICS_ADDR, process="consume_events")
         self.stdout.write(f"consuming events from {url}; SIGTERM or Ctrl-C stops")
         asyncio.run(self._run(url, options["refresh_seconds"], options["queue_group"]))
 
