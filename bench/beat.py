@@ -2,10 +2,10 @@
 
 Four measurements on one PostgreSQL database and one Redis DB of its own:
 
-1. idle tick: our tick's work (lease renewal, ``schedule_dispatch_due`` with nothing due,
-   ``schedule_next_due``; and the whole ``tick()`` minus its sleep) at 1k .. 1M enabled schedules,
-   next to DatabaseScheduler's ``tick()`` at 1k .. 50k periodic tasks (the anchors' crontab and
-   interval mix), in this process;
+1. idle tick: our tick's work (lease renewal, the probe of what is due next, the dispatch and
+   sleep decisions it feeds; and the whole ``tick()`` minus its sleep, of the leader and of a
+   standby) at 1k .. 1M enabled schedules, next to DatabaseScheduler's ``tick()`` at 1k .. 50k
+   periodic tasks (the anchors' crontab and interval mix), in this process;
 2. start-up (construction + first tick) and resident memory, each size in a fresh process;
 3. burst: N schedules due at the same instant, dispatched by calling ``schedule_dispatch_due``
    with the beat's batch size until nothing is left (real transactions, enqueue on commit), timed
@@ -96,6 +96,7 @@ from django_celery_beat.schedulers import DatabaseScheduler
 from scheduler_project.celery import app as celery_app
 from schedules import services
 from schedules.beat import Scheduler
+from schedules.selectors import beat_probe
 from schedules.wakeup import NOTIFY_CHANNEL
 
 BROKER = redis.Redis.from_url(ARGS.redis)
@@ -277,31 +278,39 @@ def phase_idle() -> dict[str, Any]:
     reset()
     have = 0
     scheduler = our_scheduler()
-    now = timezone.now
+    scheduler._lead()  # the leader; the other one stands by
+    standby = our_scheduler()
 
     def core() -> None:
         scheduler._lead()
+        scheduler._read_probe()
         scheduler._dispatch()
         scheduler._until_next_due()
 
     def services_only() -> None:
         services.beat_lease_acquire(holder=scheduler.identity, ttl=scheduler.lease_ttl)
-        services.schedule_dispatch_due(now=now(), limit=Scheduler.batch_size)
-        services.schedule_next_due()
+        beat_probe(leader=True)
 
     for n in sorted(ARGS.sizes):
         start = time.perf_counter()
         seed_idle(have, n)
         have = n
         print(f"ours: {n:>9,} schedules seeded in {time.perf_counter() - start:5.1f} s", flush=True)
-        figures = timed({"core": core, "full": scheduler.tick}, calls=ARGS.ticks, budget=8)
+        figures = timed({"core": core, "full": scheduler.tick, "standby": standby.tick}, calls=ARGS.ticks, budget=8)
+        assert scheduler.token is not None, "the leader lost its lease"
+        assert standby.token is None, "the standby took the lease"
         assert not sql("SELECT 1 FROM runs_run LIMIT 1"), "an idle tick dispatched something"
         services.beat_lease_release(holder=scheduler.identity)  # the child leads, as a lone beat does
         figures["process"] = child("ours")
         results["ours"][n] = figures
-        print(f"      tick {figures['core']['median']:.2f} ms, full {figures['full']['median']:.2f} ms", flush=True)
+        print(
+            f"      tick {figures['core']['median']:.2f} ms, full {figures['full']['median']:.2f} ms, "
+            f"standby {figures['standby']['median']:.2f} ms",
+            flush=True,
+        )
     results["ours_services_1m"] = timed({"services": services_only}, calls=ARGS.ticks, budget=5)["services"]
     scheduler.close()
+    standby.close()
     sql("TRUNCATE runs_runattempt, runs_run, schedules_schedule, schedules_beatlease CASCADE")
 
     for n in sorted(ARGS.dcb_sizes):
@@ -627,18 +636,22 @@ def report(idle: dict[str, Any] | None, burst: dict[str, Any] | None, lags: list
     if idle:
         ours, dcb = idle["ours"], idle["dcb"]
         print("\n1. idle tick, nothing due: median [p95] ms, interleaved in one process")
-        print("   ours = lease renewal + schedule_dispatch_due + schedule_next_due (the beat's methods);")
-        print("   ours tick() = the whole Scheduler.tick() minus its sleep (connection check, lease, dispatch,")
-        print("   the leader's django-celery-beat tick for housekeeping, next due); DCB = DatabaseScheduler.tick()")
-        print(f"{'N':>10} {'ours':>17} {'ours tick()':>17} {'DCB (loaded)':>27} {'DCB/ours tick()':>16}")
+        print("   ours = lease renewal + beat_probe + the dispatch and sleep decisions (the beat's methods);")
+        print("   ours tick() = the whole Scheduler.tick() of the leader minus its sleep (connection check, lease,")
+        print("   probe, django-celery-beat's tick for housekeeping, dispatch, recovery); standby = a standby's;")
+        print("   DCB = DatabaseScheduler.tick()")
+        print(
+            f"{'N':>10} {'ours':>17} {'ours tick()':>17} {'standby tick()':>17} {'DCB (loaded)':>27} "
+            f"{'DCB/ours tick()':>16}"
+        )
         for n in sorted(set(ours) | set(dcb)):
             a, b = ours.get(n), dcb.get(n)
-            left = f"{_ms(a['core'])} {_ms(a['full'])}" if a else f"{'-':>17} {'-':>17}"
+            left = f"{_ms(a['core'])} {_ms(a['full'])} {_ms(a['standby'])}" if a else f"{'-':>17} {'-':>17} {'-':>17}"
             right = f"{_ms(b['tick'])} ({b['loaded']:>6,})" if b else f"{'-':>27}"
             ratio = f"{b['tick']['median'] / a['full']['median']:15.1f}x" if a and b else f"{'-':>16}"
             print(f"{n:>10,} {left} {right} {ratio}")
         services_figure = idle["ours_services_1m"]
-        print(f"   services called directly at {max(ours):,}: {_ms(services_figure)} ms")
+        print(f"   beat_lease_acquire + beat_probe called directly at {max(ours):,}: {_ms(services_figure)} ms")
         print(f"\n2. start-up (construction + first tick) and memory (MiB), median of {ARGS.repeat} fresh processes")
         print(f"{'N':>10} {'ours start-up':>14} {'RSS':>7} {'peak':>7} {'DCB start-up':>13} {'RSS':>7} {'peak':>7}")
         for n in sorted(set(ours) | set(dcb)):

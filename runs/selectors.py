@@ -6,7 +6,7 @@ from uuid import UUID
 
 from django.db.models import QuerySet
 
-from runs.models import Run
+from runs.models import Run, RunStatus
 
 
 def run_list(*, tenant_id: str) -> QuerySet[Run]:
@@ -37,3 +37,23 @@ def runs_matching(
     if scheduled_for_before is not None:
         runs = runs.filter(scheduled_for__lte=scheduled_for_before)
     return runs
+
+
+def runs_retry_times() -> QuerySet[Run, datetime | None]:
+    """When the waiting retries are due, earliest first: a ``LIMIT 1`` of it is one probe of the
+    partial index run_retry_due_idx (the beat sleeps no longer than the first)."""
+    return (
+        Run.objects.filter(status=RunStatus.RETRYING)
+        .order_by("next_attempt_at")
+        .values_list("next_attempt_at", flat=True)
+    )
+
+
+def runs_lease_expiries() -> QuerySet[Run, datetime | None]:
+    """When the running runs' leases lapse, earliest first: a ``LIMIT 1`` of it is one probe of the
+    partial index run_lease_idx (the beat leader takes a run back once its lease has lapsed)."""
+    return (
+        Run.objects.filter(status=RunStatus.RUNNING, lease_expires_at__isnull=False)
+        .order_by("lease_expires_at")
+        .values_list("lease_expires_at", flat=True)
+    )

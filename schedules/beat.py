@@ -4,16 +4,19 @@
 
 1. renews or takes the leader lease (one conditional UPDATE); the leader also runs
    django-celery-beat's periodic tasks (housekeeping, editable in the admin) and the sweeper;
-2. dispatches due schedules through :func:`schedules.services.schedule_dispatch_due` in
+2. reads, in one statement (:func:`schedules.selectors.beat_probe`), when the earliest schedule,
+   retry and — on the leader — running run's lease are due: an idle tick learns from it that
+   nothing is to be done and how long to sleep, and makes no other query;
+3. dispatches due schedules through :func:`schedules.services.schedule_dispatch_due` in
    batches — every beat does this, ``SKIP LOCKED`` shares the work and the run ledger's unique
    slot makes a double run impossible — and enqueues the retries that are due;
-3. the leader takes back runs whose worker died (an expired lease, or a worker that stopped
+4. the leader takes back runs whose worker died (an expired lease, or a worker that stopped
    sending heartbeats: :func:`workers.services.workers_detect_offline`), and keeps the outbox relay
    running on a thread of its own (:class:`scheduler_project.relay.RelayLoop`: domain events to
    NATS, so a slow or absent NATS never holds up a tick);
-4. sleeps until the next due schedule or retry, or ``beat_max_loop_interval``, whichever is
-   sooner, and wakes early when a schedule changes or a retry is set (PostgreSQL ``LISTEN``;
-   the services ``NOTIFY``).
+5. sleeps until the next due schedule, retry or lapsing lease, or ``beat_max_loop_interval``,
+   whichever is sooner, and wakes early when a schedule changes or a retry is set (PostgreSQL
+   ``LISTEN``; the services ``NOTIFY``).
 
 No scheduling maths here and no schedule held in memory: the database is the source of truth.
 """
@@ -21,6 +24,7 @@ No scheduling maths here and no schedule held in memory: the database is the sou
 from __future__ import annotations
 
 import logging
+import math
 import os
 import select
 import socket
@@ -34,16 +38,11 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from runs.services import (
-    run_dispatch_retries,
-    run_next_lease_expiry,
-    run_next_retry_at,
-    run_recover_lost,
-    run_sweep,
-)
+from runs.services import run_dispatch_retries, run_recover_lost, run_sweep
 from scheduler_project import metrics
 from scheduler_project.relay import RelayLoop
 from schedules import services
+from schedules.selectors import BeatProbe, beat_probe
 from schedules.wakeup import NOTIFY_CHANNEL
 from workers.services import workers_detect_offline, workers_purge_offline
 
@@ -58,6 +57,8 @@ class Scheduler(DatabaseScheduler):
     #: how often the leader sweeps for runs the broker lost, and how old such a run must be
     sweep_every = timedelta(seconds=30)
     sweep_stale_after = timedelta(seconds=getattr(settings, "RUN_REQUEUE_AFTER_SECONDS", 600))
+    #: django-celery-beat's last seen change of the periodic tasks (its attribute, typed here)
+    _last_timestamp: datetime | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -67,6 +68,12 @@ class Scheduler(DatabaseScheduler):
         # Since when this beat has reached the database without a failed tick (None: not yet).
         self._database_up_since: datetime | None = None
         self._relay = RelayLoop(active=lambda: self.token is not None)  # works while this beat leads
+        # This tick's probe, and whether the tick has acted since (then it is read again).
+        self._probe = BeatProbe(schedule=None, retry=None)
+        self._acted = False
+        # The probe whose periodic-task change django-celery-beat's tick has not yet asked about.
+        self._periodic_probe: BeatProbe | None = None
+        self._offline_checked_at = -math.inf  # time.monotonic() of the last offline-worker check
         super().__init__(*args, **kwargs)
 
     # --- the loop ---------------------------------------------------------------------------
@@ -79,6 +86,7 @@ class Scheduler(DatabaseScheduler):
             self._lead()
             if self._database_up_since is None:
                 self._database_up_since = timezone.now()
+            self._read_probe()
             periodic_sleep = super().tick(*args, **kwargs) if self.token is not None else max_sleep
             self._dispatch()
             if self.token is not None:
@@ -100,17 +108,28 @@ class Scheduler(DatabaseScheduler):
             logger.info("beat %s %s", self.identity, f"leads with token {token}" if token else "is a standby")
         self.token = token
 
+    def _read_probe(self) -> None:
+        """Read what is due (:func:`schedules.selectors.beat_probe`): the tick decides from it."""
+        self._probe = self._periodic_probe = beat_probe(leader=self.token is not None)
+        self._acted = False
+
     def _dispatch(self) -> None:
-        while len(services.schedule_dispatch_due(now=timezone.now(), limit=self.batch_size)) >= self.batch_size:
-            pass  # a full batch: more may be due right now
-        while run_dispatch_retries(now=timezone.now(), limit=self.batch_size) >= self.batch_size:
-            pass
+        """Dispatch due schedules, then due retries, in batches, when the probe saw any due."""
+        now = timezone.now()
+        if _due(self._probe.schedule, now):
+            self._acted = True
+            while len(services.schedule_dispatch_due(now=timezone.now(), limit=self.batch_size)) >= self.batch_size:
+                pass  # a full batch: more may be due right now
+        if _due(self._probe.retry, now):
+            self._acted = True
+            while run_dispatch_retries(now=timezone.now(), limit=self.batch_size) >= self.batch_size:
+                pass
 
     def _sweep(self) -> None:
         if settings.OUTBOX_RELAY_IN_BEAT:
             self._relay.start()  # once; a no-op without NATS_URL
         now = timezone.now()
-        recovered = run_recover_lost(now=now)
+        recovered = self._recover_lost(now)
         if recovered:
             logger.warning("took back %d runs whose worker stopped (lease expired)", recovered)
         # Workers silent for WORKER_OFFLINE_AFTER_SECONDS: OFFLINE, their runs retried at once. Not
@@ -118,7 +137,7 @@ class Scheduler(DatabaseScheduler):
         # says nothing about a worker whose heartbeats could not land either.
         up_since = self._database_up_since
         if up_since is not None and now - up_since >= timedelta(seconds=settings.WORKER_OFFLINE_AFTER_SECONDS):
-            workers_detect_offline()
+            self._detect_offline()
         if now - self._last_sweep >= self.sweep_every:
             self._last_sweep = now
             resent = run_sweep(now=now, stale_after=self.sweep_stale_after)
@@ -127,14 +146,55 @@ class Scheduler(DatabaseScheduler):
             if settings.WORKER_RETENTION_DAYS:
                 workers_purge_offline(older_than=timedelta(days=settings.WORKER_RETENTION_DAYS))
 
+    def _recover_lost(self, now: datetime) -> int:
+        """Take back the runs whose lease lapsed (:func:`runs.services.run_recover_lost`) when the
+        probe saw one: it read the earliest lease of a running run, so when that lies ahead there
+        is nothing to take back and the query is saved."""
+        if not _due(self._probe.lease_expiry, now, strictly=True):
+            return 0
+        self._acted = True
+        return run_recover_lost(now=now)
+
+    def _detect_offline(self) -> None:
+        """Mark silent workers offline (:func:`workers.services.workers_detect_offline`), at most
+        every ``WORKER_HEARTBEAT_SECONDS / 2``.
+
+        Enough, because a worker is offline only after ``WORKER_OFFLINE_AFTER_SECONDS`` of silence,
+        at least two heartbeats (the configuration refuses less): checking every half heartbeat
+        finds it at most half a heartbeat later than checking on every tick would — a quarter
+        of the offline period at worst — while an idle tick (every ``lease_ttl / 3`` at most)
+        skips the query about every other time. Each worker is judged under its row's lock
+        against its last heartbeat anyway (:func:`workers.services.worker_mark_offline`).
+        """
+        checked = time.monotonic()
+        if checked - self._offline_checked_at < settings.WORKER_HEARTBEAT_SECONDS / 2:
+            return
+        self._offline_checked_at = checked
+        if workers_detect_offline():
+            self._acted = True  # their runs now wait as retries: the probe is stale
+
     def _until_next_due(self) -> float:
-        candidates = [services.schedule_next_due(), run_next_retry_at()]
-        if self.token is not None:  # the leader takes back runs whose lease lapsed
-            candidates.append(run_next_lease_expiry())
-        due = [at for at in candidates if at is not None]
-        if not due:
+        """Seconds until the earliest schedule, retry or (leading) lapsing lease: from the tick's
+        probe, read again only when the tick acted since (dispatched, took runs back)."""
+        probe = beat_probe(leader=self.token is not None) if self._acted else self._probe
+        earliest = probe.earliest
+        if earliest is None:
             return float(self.max_interval)
-        return max(0.0, (min(due) - timezone.now()).total_seconds())
+        return max(0.0, (earliest - timezone.now()).total_seconds())
+
+    def schedule_changed(self) -> bool:
+        """Whether an operator changed a periodic task since the last look: django-celery-beat's
+        tick asks on every call, and its own answer is a query of its own (plus a reset of the
+        connections). The leader's probe read the same row (``PeriodicTasks.last_update``) at the
+        start of this tick, so the tick's first question is answered from it, by
+        django-celery-beat's own rule; any other (asked again while it rebuilds its heap, or
+        outside a tick) goes to django-celery-beat."""
+        probe, self._periodic_probe = self._periodic_probe, None
+        if probe is None or self.token is None:  # a standby's probe does not read the row
+            return bool(super().schedule_changed())
+        last, changed = self._last_timestamp, probe.periodic_change
+        self._last_timestamp = changed
+        return bool(changed and changed > (last or changed))
 
     def _wait(self, seconds: float) -> float:
         """Sleep up to ``seconds``, returning early (and 0) when a schedule changes. Without
@@ -177,3 +237,10 @@ class Scheduler(DatabaseScheduler):
             services.beat_lease_release(holder=self.identity)
         self._drop_listener()
         super().close()
+
+
+def _due(at: datetime | None, now: datetime, *, strictly: bool = False) -> bool:
+    """Whether a probed moment has come (``strictly``: has passed, as a lease lapses after it)."""
+    if at is None:
+        return False
+    return at < now if strictly else at <= now

@@ -1,15 +1,19 @@
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from django.db import connection
 from django.db.models import QuerySet
 from django.db.models.functions import Now
+from django_celery_beat.models import PeriodicTasks
 
 from calendars.engine import BusinessCalendar
 from calendars.selectors import calendar_business_calendar
 from runs.models import Run
-from runs.selectors import run_list
+from runs.selectors import run_list, runs_lease_expiries, runs_retry_times
 from scheduler_project.models import OutboxEvent
 from schedules.engine.base import Trigger
 from schedules.engine.compose import build_trigger
@@ -102,3 +106,70 @@ def beat_lease_state(*, name: str = "beat") -> BeatLeaseState | None:
         age_seconds=round(max(0.0, (now - row["renewed_at"]).total_seconds()), 3),
         expired_for_seconds=round(max(0.0, (now - row["expires_at"]).total_seconds()), 3),
     )
+
+
+def schedules_due_times() -> QuerySet[Schedule, datetime | None]:
+    """When the enabled schedules are due, earliest first: a ``LIMIT 1`` of it is one probe of
+    schedule_due_idx, whatever the number of schedules."""
+    return (
+        Schedule.objects.filter(enabled=True, next_fire_at__isnull=False)
+        .order_by("next_fire_at")
+        .values_list("next_fire_at", flat=True)
+    )
+
+
+@dataclass(frozen=True)
+class BeatProbe:
+    """What a beat's tick needs to know, read at one instant: when the earliest schedule, retry
+    and (for the leader) lapsing run lease are due, and when an operator last changed
+    django-celery-beat's periodic tasks (the leader serves them). None: there is none."""
+
+    schedule: datetime | None
+    retry: datetime | None
+    lease_expiry: datetime | None = None
+    periodic_change: datetime | None = None
+
+    @property
+    def earliest(self) -> datetime | None:
+        """The first of the three moments the beat must act at (the periodic change is none)."""
+        due = [at for at in (self.schedule, self.retry, self.lease_expiry) if at is not None]
+        return min(due) if due else None
+
+
+def _periodic_change() -> QuerySet[PeriodicTasks, datetime | None]:
+    """django-celery-beat's change marker, the row its ``PeriodicTasks.last_change()`` reads."""
+    return PeriodicTasks.objects.filter(ident=1).values_list("last_update", flat=True)
+
+
+def _probes(*, leader: bool) -> list[QuerySet[Any, datetime | None]]:
+    probes = [schedules_due_times(), runs_retry_times()]
+    if leader:  # the leader takes back runs whose lease lapsed, and serves the periodic tasks
+        probes += [runs_lease_expiries(), _periodic_change()]
+    return probes
+
+
+@functools.cache
+def _probe_statement(*, leader: bool) -> tuple[str, tuple[Any, ...]]:
+    """The probes as the scalar subqueries of one ``SELECT``, compiled once per process: the
+    querysets above stay their only definition, and the idle tick pays no ORM compilation."""
+    columns: list[str] = []
+    params: list[Any] = []
+    for probe in _probes(leader=leader):
+        sql, probe_params = probe[:1].query.sql_with_params()
+        columns.append(f"({sql})")
+        params.extend(probe_params)
+    return "SELECT " + ", ".join(columns), tuple(params)
+
+
+def beat_probe(*, leader: bool) -> BeatProbe:
+    """Everything a beat's tick reads besides its lease, in one round trip on PostgreSQL: each
+    value is a ``LIMIT 1`` index probe, flat in the number of schedules and runs. An idle tick
+    learns from it that nothing is due (no probe of its own for due schedules, due retries or
+    lapsed leases) and how long to sleep. Elsewhere (SQLite) one query per value."""
+    if connection.vendor == "postgresql":
+        sql, params = _probe_statement(leader=leader)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            row = cursor.fetchone()
+        return BeatProbe(*row)
+    return BeatProbe(*(probe.first() for probe in _probes(leader=leader)))

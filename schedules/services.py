@@ -570,12 +570,7 @@ def _advance(schedules: list[Schedule]) -> None:
 
 def schedule_next_due() -> datetime | None:
     """When the earliest enabled schedule is due (one index probe)."""
-    return (
-        Schedule.objects.filter(enabled=True, next_fire_at__isnull=False)
-        .order_by("next_fire_at")
-        .values_list("next_fire_at", flat=True)
-        .first()
-    )
+    return selectors.schedules_due_times().first()
 
 
 def beat_lease_acquire(*, holder: str, ttl: timedelta, name: str = "beat") -> int | None:
