@@ -19,8 +19,9 @@ process (asyncio, recording the arrival of each request's first byte by Idempote
    per-second cron ``* * * * * *``: that many slots at each whole second; or one-shots
    1/rate s apart), and the bare task sent by this process in the same shapes;
 3. where the time goes, in a child process without Celery: ``run_claim``, the delivery and
-   ``run_attempt_succeeded`` timed one run at a time, with their SQL statements, against the bare
-   task's function and against a floor (the same rows, one SQL statement per transaction);
+   ``run_attempt_succeeded`` timed one run at a time, with their SQL statements, also on the ORM
+   path (SQLite's, and the gated runs'), against the bare task's function and against a floor (the
+   same rows, one SQL statement per transaction);
    ``--profile`` adds cProfile and SQL counts from inside the worker's pool.
 
     .venv/bin/python bench/execution.py                 # about 5 minutes
@@ -729,11 +730,13 @@ def child_breakdown() -> None:
     """One run at a time in this process, as a pool process executes them, phase by phase: the
     connection (kept and checked as the worker does, or closed around every task as Celery's
     Django fixup does by default), the claim, the delivery, the finish; each phase's SQL counted
-    and timed. And the bare task's function, and the floor, as many times."""
+    and timed. The same on the ORM path (SQLite's, and on PostgreSQL the gated runs'), the
+    connection kept. And the bare task's function, and the floor, as many times."""
     from django.db import connections
     from django.test.utils import CaptureQueriesContext
 
     from bench.bare_task import _statement_kind
+    from runs import services
     from runs.services import run_attempt_succeeded, run_claim, run_delivery, run_execute
     from runs.targets.registry import deliver
 
@@ -743,6 +746,11 @@ def child_breakdown() -> None:
     sql_count = [0]
 
     by_kind: dict[str, list[float]] = {}
+    one_statement = services._in_one_statement  # the ORM path's rows swap it for one saying no
+
+    def kind_of(statement: str) -> str:  # a prepared statement by its name: "EXECUTE scheduler_run_claim"
+        words = statement.split(maxsplit=2)
+        return " ".join(words[:2]) if words[0] in ("EXECUTE", "PREPARE") else _statement_kind(statement)
 
     def count(execute: Any, statement: str, params: Any, many: bool, context: Any) -> Any:
         start = time.perf_counter()
@@ -752,7 +760,7 @@ def child_breakdown() -> None:
             took = time.perf_counter() - start
             sql_time[0] += took
             sql_count[0] += 1
-            by_kind.setdefault(_statement_kind(statement), []).append(took * 1e6)
+            by_kind.setdefault(kind_of(statement), []).append(took * 1e6)
 
     commit = connection.commit
 
@@ -812,7 +820,7 @@ def child_breakdown() -> None:
     # In blocks of 25, each kind in turn, so that whatever else the machine does hits all alike;
     # the first block is a warm-up, and so is each "kept" block's first run (after a reconnect).
     block = 25
-    modes = ("reconnect", "kept")
+    modes = ("reconnect", "kept", "orm")
     phases = {m: {p: [] for p in ("connect", "claim", "delivery", "finish", "total")} for m in modes}
     statements = {m: {p: [0, 0.0] for p in ("claim", "finish")} for m in modes}
     kinds: dict[str, list[float]] = {}
@@ -824,6 +832,7 @@ def child_breakdown() -> None:
         for index in range(blocks):
             keep = index > 0
             for mode in modes:
+                services._in_one_statement = (lambda: False) if mode == "orm" else one_statement  # type: ignore[assignment]
                 runs = queued(block + (mode == "kept"))
                 if mode == "kept":
                     one_run(
@@ -848,6 +857,7 @@ def child_breakdown() -> None:
                 bare_post(key, url, bare_body(job, key, slot))
                 if keep:
                     bare.append((time.perf_counter() - start) * 1e6)
+    services._in_one_statement = one_statement  # type: ignore[assignment]
     timed = (blocks - 1) * block
     results: dict[str, Any] = {"runs": timed}
     for mode in modes:
@@ -1077,7 +1087,8 @@ def report(
             " turns;\n   median us; SQL: statements and their time per run)"
         )
         print(f"{'':<24} {'connection':>10} {'claim':>18} {'delivery':>9} {'finish':>18} {'total':>8}")
-        for mode, label in (("kept", "connection kept (ours)"), ("reconnect", "reconnecting per task")):
+        rows = (("kept", "ours, connection kept"), ("reconnect", "ours, reconnecting"), ("orm", "ORM path, kept"))
+        for mode, label in rows:
             us, sqls = breakdown[mode]["us"], breakdown[mode]["sql"]
             claim = f"{us['claim']:>7.0f} ({sqls['claim'][0]:.0f}: {sqls['claim'][1]:>4.0f})"
             finish = f"{us['finish']:>7.0f} ({sqls['finish'][0]:.0f}: {sqls['finish'][1]:>4.0f})"
@@ -1085,15 +1096,21 @@ def report(
             print(f"{label:<24} {cells}")
         bare = breakdown["bare_us"]
         print(f"{'bare task function':<24} {'':>10} {'':>18} {bare:>9.0f} {'':>18} {bare:>8.0f}")
-        kept = breakdown["kept"]["us"]
+        kept, orm = breakdown["kept"]["us"], breakdown["orm"]["us"]
         print(
-            f"   a floor for the bookkeeping alone (connection kept, no delivery, no worker lookup): the same rows\n"
-            f"   written by one SQL statement per transaction, claim and finish, {breakdown['floor_us']:.0f} us a run;"
-            f" the ORM services: {kept['claim'] + kept['finish']:.0f} us"
+            "   ORM path: SQLite's, and on PostgreSQL that of runs under a concurrency limit or BUFFER_ONE.\n"
+            "   A floor for the bookkeeping alone (connection kept, no delivery, no worker lookup): the same rows\n"
+            "   written by one SQL statement per transaction (BEGIN, the statement parsed and planned, COMMIT),\n"
+            f"   claim and finish, {breakdown['floor_us']:.0f} us a run; ours (one prepared statement each, committing"
+            f" by itself): {kept['claim'] + kept['finish']:.0f} us;\n"
+            f"   the ORM path: {orm['claim'] + orm['finish']:.0f} us"
         )
-        print("   each statement on a kept connection, per run and median us (COMMIT: the commit, a WAL flush):")
+        print(
+            "   each statement of ours, per run and median us (outside a transaction a statement commits by itself,\n"
+            "   a WAL flush included; PREPARE: once per connection):"
+        )
         for kind, (per_run, us) in sorted(breakdown["kinds"].items(), key=lambda item: -item[1][0] * item[1][1]):
-            print(f"     {kind:<28} {per_run:4.1f} x {us:5.0f} us")
+            print(f"     {kind:<36} {per_run:4.1f} x {us:5.0f} us")
         print(f"   the statements of one run_execute ({len(breakdown['statements'])}):")
         for statement in breakdown["statements"]:
             print(f"     {' '.join(statement.split())[:110]}")

@@ -18,20 +18,26 @@ the recovery takes back if its worker dies. Nothing waits in the broker or in a 
 
 from __future__ import annotations
 
+import copy
+import functools
 import logging
+import re
 import time
-from collections.abc import Iterable
+import weakref
+from collections.abc import Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import structlog
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q, QuerySet
+from django.db import connection, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
+from django.db.models import F, Field, Model, Q, QuerySet
 from django.utils import timezone
 
 from runs.backoff import backoff_seconds
@@ -46,6 +52,7 @@ from runs.models import (
     RunStatus,
 )
 from runs.routing import run_queue
+from runs.selectors import runs_retry_times
 from runs.targets.base import Delivery, DeliveryError, DeliveryTimeout, Receipt
 from runs.targets.registry import deliver
 from scheduler_project import metrics, tracing
@@ -55,9 +62,11 @@ from scheduler_project.events import event_build, events_record
 from scheduler_project.models import OutboxEvent
 from schedules.models import Job, OverlapPolicy, Schedule
 from schedules.wakeup import beats_wake
+from workers.models import Worker
 from workers.selectors import worker_id_by_name
 
 logger = logging.getLogger(__name__)
+ModelT = TypeVar("ModelT", bound=Model)
 
 EXECUTE_TASK = "runs.execute_run"
 CLAIMABLE = (RunStatus.SCHEDULED, RunStatus.QUEUED)
@@ -194,24 +203,9 @@ def run_dispatch_retries(*, now: datetime, limit: int = 500) -> int:
     return len(due)
 
 
-def run_next_lease_expiry() -> datetime | None:
-    """When the earliest running run's lease lapses (the leader wakes then to take it back)."""
-    return (
-        Run.objects.filter(status=RunStatus.RUNNING, lease_expires_at__isnull=False)
-        .order_by("lease_expires_at")
-        .values_list("lease_expires_at", flat=True)
-        .first()
-    )
-
-
 def run_next_retry_at() -> datetime | None:
     """When the earliest waiting retry is due (the beat sleeps no longer than that)."""
-    return (
-        Run.objects.filter(status=RunStatus.RETRYING)
-        .order_by("next_attempt_at")
-        .values_list("next_attempt_at", flat=True)
-        .first()
-    )
+    return runs_retry_times().first()
 
 
 # --- Executing ----------------------------------------------------------------------------------
@@ -269,7 +263,6 @@ def _deliver_and_record(claim: Claim) -> str:
     return run_attempt_succeeded(claim=claim, receipt=receipt)
 
 
-@transaction.atomic
 def run_claim(*, run_id: UUID, worker_name: str = "", now: datetime | None = None) -> Claim | None:
     """Take a SCHEDULED or QUEUED run for execution, or None when it is not claimable now.
 
@@ -277,8 +270,22 @@ def run_claim(*, run_id: UUID, worker_name: str = "", now: datetime | None = Non
     slot taken is marked waiting (``blocked_at``) and not claimed: the worker lets go of it, and
     the run that frees a slot enqueues it again. The job row's lock makes counting the
     slots and taking one a single step across the whole fleet.
+
+    On PostgreSQL a run without such a gate is claimed by one statement
+    (:func:`_claim_in_one_statement`); the gated ones, and every claim on SQLite, go through the ORM.
     """
     now = now or timezone.now()
+    if _in_one_statement():
+        decided, claim = _claim_in_one_statement(run_id=run_id, worker_name=worker_name, now=now)
+        if decided:
+            return claim
+    return _claim_with_orm(run_id=run_id, worker_name=worker_name, now=now)
+
+
+@transaction.atomic
+def _claim_with_orm(*, run_id: UUID, worker_name: str, now: datetime) -> Claim | None:
+    """:func:`run_claim` for any run, on any database: the run's row locked, the gate counted
+    under the job's (or the schedule's) lock."""
     run = (
         Run.objects.select_for_update(of=("self",))
         .select_related("job", "schedule")
@@ -446,6 +453,26 @@ def run_attempt_failed(*, claim: Claim, error: DeliveryError, now: datetime | No
     )
 
 
+@dataclass(frozen=True)
+class _Finish:
+    """How an attempt ended, and what becomes of its run."""
+
+    now: datetime
+    status: str
+    attempt_outcome: str
+    response_status: int | None
+    latency_ms: int | None
+    excerpt: str
+    error_type: str
+    error_message: str
+    next_attempt_at: datetime | None
+    outcome: dict[str, Any]
+
+    @property
+    def final(self) -> bool:
+        return self.status != RunStatus.RETRYING
+
+
 def _finish(
     claim: Claim,
     *,
@@ -461,9 +488,33 @@ def _finish(
     outcome: dict[str, Any] | None = None,
 ) -> str:
     """End the claimed attempt and move the run on, unless the run was taken from this worker
-    (its lease expired and the recovery retried it): then only the attempt is recorded."""
+    (its lease expired and the recovery retried it): then only the attempt is recorded.
+
+    On PostgreSQL the common case is one statement (:func:`_finish_in_one_statement`); what it
+    does not cover, and every finish on SQLite, goes through the ORM."""
+    finish = _Finish(
+        now=now,
+        status=status,
+        attempt_outcome=attempt_outcome,
+        response_status=response_status,
+        latency_ms=latency_ms,
+        excerpt=excerpt,
+        error_type=error_type,
+        error_message=error_message,
+        next_attempt_at=next_attempt_at,
+        outcome=outcome or {},
+    )
+    if _in_one_statement() and _finishes_in_one_statement(claim, finish) and _finish_in_one_statement(claim, finish):
+        return status
+    return _finish_with_orm(claim, finish)
+
+
+def _finish_with_orm(claim: Claim, finish: _Finish) -> str:
+    """:func:`_finish` for any run, on any database."""
     run, job = claim.run, claim.job
-    final = status != RunStatus.RETRYING
+    now, status, final = finish.now, finish.status, finish.final
+    attempt_outcome, response_status = finish.attempt_outcome, finish.response_status
+    error_type, error_message = finish.error_type, finish.error_message
     with transaction.atomic():
         # Conditional, and first: it locks the run before the job, the order run_claim takes.
         moved = Run.objects.filter(
@@ -471,19 +522,19 @@ def _finish(
         ).update(
             status=status,
             finished_at=now if final else None,
-            next_attempt_at=next_attempt_at,
+            next_attempt_at=finish.next_attempt_at,
             lease_expires_at=None,
             error_type=error_type,
             error_message=error_message,
-            outcome=outcome or {},
+            outcome=finish.outcome,
             updated_at=now,
         )
         RunAttempt.objects.filter(pk=claim.attempt.pk).update(
             finished_at=now,
             outcome=attempt_outcome,
             response_status=response_status,
-            latency_ms=latency_ms,
-            response_excerpt=excerpt,
+            latency_ms=finish.latency_ms,
+            response_excerpt=finish.excerpt,
             error_type=error_type,
             error_message=error_message,
         )
@@ -501,7 +552,7 @@ def _finish(
             list(Job.objects.select_for_update().filter(pk=job.pk).values_list("pk", flat=True))
         if run.schedule is not None and run.schedule.overlap_policy == OverlapPolicy.BUFFER_ONE:
             list(Schedule.objects.select_for_update().filter(pk=run.schedule.pk).values_list("pk", flat=True))
-        run.status, run.finished_at, run.error_type, run.error_message = status, now, error_type, error_message
+        _finish_apply(run, finish)
         if status == RunStatus.RETRYING:
             beats_wake()  # the beat's sleep may end after the retry is due
         elif status == RunStatus.DEAD:
@@ -550,6 +601,373 @@ def _release_slot(run: Run, job: Job) -> None:
         Run.objects.filter(pk__in=woken).update(blocked_at=None, updated_at=timezone.now())
         routes = _routes(woken)
         transaction.on_commit(lambda: _publish(routes))
+
+
+# --- Claims and finishes in one statement (PostgreSQL) -------------------------------------------
+#
+# The ORM path claims a run in seven round trips (BEGIN, the locking read, the worker's lookup,
+# the update, the attempt's and the event's inserts, COMMIT) and finishes it in five, every
+# statement parsed and planned anew: most of a run's cost against a target that answers at once
+# (bench/execution.py). One statement whose data-modifying CTEs move the run and write the
+# attempt and the outbox event is one round trip and one transaction (outside an atomic block
+# it commits by itself), prepared once per connection, and it writes the rows the ORM path
+# writes. It covers the common case only and changes nothing when its conditions do not hold;
+# whatever it leaves is the ORM path's, which handles every case.
+
+
+def _in_one_statement() -> bool:
+    """Whether claims and finishes may take their one-statement form: PostgreSQL has
+    data-modifying CTEs, SQLite none."""
+    return connection.vendor == "postgresql"
+
+
+def _concrete(model: type[Model]) -> list[tuple[Field, str]]:
+    """Every concrete field of ``model``, in the order of its rows, with its column."""
+    return [(field, field.column) for field in model._meta.concrete_fields if field.column]
+
+
+def _columns(model: type[Model], alias: str, *, prefix: str = "") -> str:
+    """``alias."col", ...`` for every concrete field of ``model`` (``AS "<prefix>col"`` with a prefix)."""
+    qn = connection.ops.quote_name
+    return ", ".join(f"{alias}.{qn(c)}" + (f" AS {qn(prefix + c)}" if prefix else "") for _, c in _concrete(model))
+
+
+@functools.cache
+def _converters(model: type[Model]) -> tuple[tuple[Any, tuple[Any, ...]], ...]:
+    """For each concrete field of ``model``, its column expression and what turns a value a raw
+    cursor read into the field's Python value (a JSON field's text into its document), as a
+    queryset's compiler would."""
+    table = model._meta.db_table
+    found = []
+    for field in model._meta.concrete_fields:
+        column = field.get_col(table)
+        found.append((column, tuple(connection.ops.get_db_converters(column) + column.get_db_converters(connection))))
+    return tuple(found)
+
+
+def _from_row(model: type[ModelT], values: Sequence[Any], db: BaseDatabaseWrapper) -> ModelT:
+    """An instance of ``model`` from its concrete fields' values in a raw row, as a queryset builds it."""
+    converted = []
+    for value, (column, converters) in zip(values, _converters(model), strict=True):
+        for converter in converters:
+            value = converter(value, column, db)
+        converted.append(value)
+    return model.from_db(db.alias, [f.attname for f in model._meta.concrete_fields], converted)
+
+
+@dataclass(frozen=True)
+class _Insert:
+    """``INSERT INTO <table> (...) SELECT ... FROM <source>``: a row of a model for each row of
+    ``source`` (a CTE), some columns computed from it, the others a Python instance's values, so
+    that defaults (ids, timestamps) and columns added later come out as the ORM writes them."""
+
+    sql: str
+    parameters: tuple[tuple[str, Field], ...]
+
+    @classmethod
+    def build(cls, model: type[Model], *, source: str, computed: dict[str, str], prefix: str) -> _Insert:
+        qn = connection.ops.quote_name
+        columns = [(f, c) for f, c in _concrete(model) if f is not model._meta.auto_field]  # from its sequence
+        values = ", ".join(computed.get(c, f"%({prefix}_{c})s") for _, c in columns)
+        sql = (
+            f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(c) for _, c in columns)}) "
+            f"SELECT {values} FROM {source}"
+        )
+        return cls(sql=sql, parameters=tuple((f"{prefix}_{c}", f) for f, c in columns if c not in computed))
+
+    def params(self, instance: Model, db: BaseDatabaseWrapper) -> dict[str, Any]:
+        return {name: field.get_db_prep_save(getattr(instance, field.attname), db) for name, field in self.parameters}
+
+
+def _with_trace_context(event: OutboxEvent) -> OutboxEvent:
+    """The event with the current trace context, as :func:`events_record` gives it."""
+    if context := tracing.trace_context():
+        event.traceparent = event.traceparent or context.get("traceparent", "")
+        event.tracestate = event.tracestate or context.get("tracestate", "")
+    return event
+
+
+# The database sessions (psycopg2 connections) of this process, and the statements prepared in each.
+_prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class _Statement:
+    """A statement run for every run, PREPAREd once in each database session: PostgreSQL then
+    parses and plans it once, not each time (half of the claim's time, bench/execution.py).
+    ``sql`` takes ``%(name)s`` parameters; their types must follow from their context (a cast
+    where they do not). Behind a pooler that hands a session to other clients between
+    transactions (PgBouncer in transaction mode, declared to Django by DISABLE_SERVER_SIDE_CURSORS)
+    a prepared statement may be gone or someone else's: there it is sent whole each time."""
+
+    name: str
+    sql: str
+
+    @functools.cached_property
+    def _positional(self) -> tuple[str, tuple[str, ...]]:
+        """``sql`` with ``$1``, ``$2`` ... for its parameters, and their names in that order."""
+        names: list[str] = []
+
+        def number(match: re.Match[str]) -> str:
+            if match[1] not in names:
+                names.append(match[1])
+            return f"${names.index(match[1]) + 1}"
+
+        return re.sub(r"%\((\w+)\)s", number, self.sql), tuple(names)
+
+    def execute(self, cursor: CursorWrapper, params: dict[str, Any]) -> None:
+        if cursor.db.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"):
+            cursor.execute(self.sql, params)
+            return
+        sql, names = self._positional
+        prepared = _prepared.setdefault(cursor.db.connection, set())
+        if self.name not in prepared:
+            cursor.execute(f"PREPARE {self.name} AS {sql}")
+            prepared.add(self.name)
+        cursor.execute(f"EXECUTE {self.name} ({', '.join(['%s'] * len(names))})", [params[n] for n in names])
+
+
+# scheduler.run.started's document, as run_event_build writes it, from the claimed row: the
+# same JSON. ``scheduled_for`` as isoformat() writes a UTC datetime (microseconds when not zero).
+_STARTED_DATA = """jsonb_build_object(
+    'id', claimed.id::text, 'job', claimed.job_id::text, 'schedule', claimed.schedule_id::text,
+    'kind', claimed.kind,
+    'scheduled_for', to_char(claimed.scheduled_for AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+        || CASE to_char(claimed.scheduled_for, 'US') WHEN '000000' THEN ''
+            ELSE to_char(claimed.scheduled_for, '.US') END
+        || '+00:00',
+    'status', claimed.status, 'series', claimed.series, 'error_type', claimed.error_type,
+    'error_message', claimed.error_message, 'attempt', claimed.attempt, 'worker', %(worker_name)s::text)"""
+
+
+@functools.cache
+def _claim_statement() -> tuple[_Statement, _Insert, _Insert]:
+    """The claim of :func:`_claim_in_one_statement`, and its inserts of the attempt and the event."""
+    qn = connection.ops.quote_name
+    runs, jobs, schedules, workers = (qn(model._meta.db_table) for model in (Run, Job, Schedule, Worker))
+    attempt = _Insert.build(
+        RunAttempt,
+        source="claimed",
+        computed={
+            "run_id": "claimed.id",
+            "series": "claimed.series",
+            "number": "claimed.attempt",
+            "worker_id": "claimed.worker_id",
+        },
+        prefix="attempt",
+    )
+    event = _Insert.build(
+        OutboxEvent,
+        source="claimed",
+        computed={"tenant_id": "claimed.tenant_id", "aggregate_id": "claimed.id::text", "data": _STARTED_DATA},
+        prefix="event",
+    )
+    # What _claim_with_orm saves, in one UPDATE: the lease from the job's timeout, the worker
+    # looked up as workers.selectors.worker_id_by_name does (its id, or NULL when unregistered).
+    # Only a run whose job has no concurrency limit and whose schedule is not BUFFER_ONE: those
+    # count their slots under a lock first. "before" is the run as the statement found it (every
+    # part of a statement reads the same snapshot): whether it was claimable at all.
+    sql = f"""
+        WITH claimed AS (
+            UPDATE {runs} AS run SET
+                status = %(running)s,
+                attempt = run.attempt + 1,
+                started_at = CASE WHEN run.attempt >= 1 THEN run.started_at ELSE %(now)s END,
+                finished_at = NULL,
+                blocked_at = NULL,
+                reason = '',
+                lease_expires_at = %(now)s::timestamptz
+                    + (job.timeout_seconds + %(grace)s::float8) * interval '1 second',
+                worker_id = (
+                    SELECT worker.id FROM {workers} AS worker WHERE worker.tenant_id = '' AND worker.name = %(worker)s
+                ),
+                updated_at = %(now)s
+            FROM {jobs} AS job
+            WHERE run.id = %(run)s AND run.status = ANY(%(claimable)s)
+                AND job.id = run.job_id AND job.concurrency_limit IS NULL
+                AND NOT EXISTS (
+                    SELECT 1 FROM {schedules} AS schedule
+                    WHERE schedule.id = run.schedule_id AND schedule.overlap_policy = %(buffer_one)s
+                )
+            RETURNING {_columns(Run, "run")}, {_columns(Job, "job", prefix="job__")}
+        ),
+        attempt AS ({attempt.sql}),
+        event AS ({event.sql})
+        SELECT before.status, claimed.id IS NOT NULL, schedule.id IS NOT NULL, claimed.*,
+            {_columns(Schedule, "schedule")}
+        FROM {runs} AS before
+            LEFT JOIN claimed ON true
+            LEFT JOIN {schedules} AS schedule ON schedule.id = claimed.schedule_id
+        WHERE before.id = %(run)s
+    """
+    return _Statement("scheduler_run_claim", sql), attempt, event
+
+
+def _claim_in_one_statement(*, run_id: UUID, worker_name: str, now: datetime) -> tuple[bool, Claim | None]:
+    """:func:`run_claim` in one statement: the run RUNNING, its attempt and scheduler.run.started
+    written, the job and the schedule read. Returns whether that decided the claim, and the claim:
+    (True, None) when the run was not claimable (a duplicate delivery, a cancelled or finished
+    run); (False, None) when the run waits behind a gate or changed meanwhile, for the ORM path."""
+    statement, attempt_insert, event_insert = _claim_statement()
+    attempt = RunAttempt(worker_name=worker_name[:200], started_at=now)
+    event = _with_trace_context(
+        event_build(tenant_id="", type="scheduler.run.started", aggregate_type="run", aggregate_id="", data={})
+    )
+    with connection.cursor() as cursor:
+        db = cursor.db
+        params = {
+            "run": run_id,
+            "running": RunStatus.RUNNING,
+            "claimable": list(CLAIMABLE),
+            "buffer_one": OverlapPolicy.BUFFER_ONE,
+            "now": now,
+            "grace": _lease_grace().total_seconds(),
+            "worker": worker_name or None,
+            "worker_name": worker_name,
+            **attempt_insert.params(attempt, db),
+            **event_insert.params(event, db),
+        }
+        statement.execute(cursor, params)
+        row = cursor.fetchone()
+    if row is None:  # no such run
+        return True, None
+    before, claimed, scheduled, values = row[0], row[1], row[2], row[3:]
+    if not claimed:
+        return before not in CLAIMABLE, None
+    runs, jobs = len(Run._meta.concrete_fields), len(Job._meta.concrete_fields)
+    run = _from_row(Run, values[:runs], db)
+    job = _from_row(Job, values[runs : runs + jobs], db)
+    run.job = job
+    if scheduled:
+        run.schedule = _from_row(Schedule, values[runs + jobs :], db)
+    attempt.run, attempt.series, attempt.number, attempt.worker_id = run, run.series, run.attempt, run.worker_id
+    attempt._state.adding, attempt._state.db = False, db.alias
+    metrics.run_started(run=run, job=job, now=now)
+    return True, Claim(run=run, job=job, attempt=attempt)
+
+
+def _finishes_in_one_statement(claim: Claim, finish: _Finish) -> bool:
+    """Whether :func:`_finish_in_one_statement` covers this finish. Not under a gate (the ORM path
+    takes the job's or the schedule's lock and wakes a waiting run), not a dead letter, not the
+    end of a fixed-delay schedule's run (its next slot is computed in Python). Decided on what the
+    claim read, as the ORM path decides."""
+    run, schedule = claim.run, claim.run.schedule
+    if claim.job.concurrency_limit is not None or finish.status == RunStatus.DEAD:
+        return False
+    if schedule is None:
+        return True
+    if schedule.overlap_policy == OverlapPolicy.BUFFER_ONE:
+        return False
+    # What schedules.services.schedule_run_finished acts on: the end of a fixed-delay slot's run.
+    return not (finish.final and run.kind == RunKind.SCHEDULED and schedule.trigger.get("type") == "FIXED_DELAY")
+
+
+@functools.cache
+def _finish_statement(*, evented: bool, guarded: bool) -> tuple[_Statement, _Insert | None]:
+    """The finish of :func:`_finish_in_one_statement`, with the event's insert when ``evented``.
+    ``guarded``: a final scheduled slot, not moved when schedules.services.schedule_run_finished
+    would have a next fixed-delay slot to set (the schedule turned FIXED_DELAY after the claim)."""
+    qn = connection.ops.quote_name
+    runs, attempts, schedules = (qn(model._meta.db_table) for model in (Run, RunAttempt, Schedule))
+    event = _Insert.build(OutboxEvent, source="moved", computed={}, prefix="event") if evented else None
+    guard = (
+        f"""AND NOT EXISTS (
+                SELECT 1 FROM {schedules} AS schedule
+                WHERE schedule.id = %(schedule)s AND schedule.enabled AND schedule.next_fire_at IS NULL
+                    AND schedule.{qn("trigger")} ->> 'type' = 'FIXED_DELAY'
+            )"""
+        if guarded
+        else ""
+    )
+    # What _finish_with_orm writes, the attempt only along with the run: a run taken back from
+    # this worker is left to the ORM path, which records the attempt alone.
+    sql = f"""
+        WITH moved AS (
+            UPDATE {runs} SET
+                status = %(status)s,
+                finished_at = %(finished_at)s,
+                next_attempt_at = %(next_attempt_at)s,
+                lease_expires_at = NULL,
+                error_type = %(error_type)s,
+                error_message = %(error_message)s,
+                outcome = %(outcome)s,
+                updated_at = %(now)s
+            WHERE id = %(run)s AND status = %(running)s AND series = %(series)s AND attempt = %(number)s
+                {guard}
+            RETURNING id
+        ),
+        attempt AS (
+            UPDATE {attempts} SET
+                finished_at = %(now)s,
+                outcome = %(attempt_outcome)s,
+                response_status = %(response_status)s,
+                latency_ms = %(latency_ms)s,
+                response_excerpt = %(excerpt)s,
+                error_type = %(error_type)s,
+                error_message = %(error_message)s
+            WHERE id = %(attempt)s AND EXISTS (SELECT 1 FROM moved)
+        ){f", event AS ({event.sql})" if event else ""}
+        SELECT count(*) FROM moved
+    """
+    return _Statement("scheduler_run_finish" + "_event" * evented + "_slot" * guarded, sql), event
+
+
+def _finish_in_one_statement(claim: Claim, finish: _Finish) -> bool:
+    """:func:`_finish` in one statement: the run moved, the attempt ended and the run's event
+    written. Returns whether it moved the run; when not (taken back from this worker, or its
+    schedule turned fixed-delay) it changed nothing, and the ORM path does what is due."""
+    run, job, attempt = claim.run, claim.job, claim.attempt
+    evented = finish.status in (RunStatus.SUCCEEDED, RunStatus.FAILED)
+    statement, event_insert = _finish_statement(
+        evented=evented, guarded=finish.final and run.kind == RunKind.SCHEDULED and run.schedule_id is not None
+    )
+    with connection.cursor() as cursor:
+        db = cursor.db
+        params = {
+            "run": run.pk,
+            "running": RunStatus.RUNNING,
+            "series": attempt.series,
+            "number": attempt.number,
+            "schedule": run.schedule_id,
+            "status": finish.status,
+            "finished_at": finish.now if finish.final else None,
+            "next_attempt_at": finish.next_attempt_at,
+            "error_type": finish.error_type,
+            "error_message": finish.error_message,
+            "outcome": Run._meta.get_field("outcome").get_db_prep_save(finish.outcome, db),
+            "now": finish.now,
+            "attempt": attempt.pk,
+            "attempt_outcome": finish.attempt_outcome,
+            "response_status": finish.response_status,
+            "latency_ms": finish.latency_ms,
+            "excerpt": finish.excerpt,
+        }
+        if event_insert is not None:
+            # The event of the run as the ORM path leaves it; the claim's run changes once moved.
+            moved_run = copy.copy(run)
+            _finish_apply(moved_run, finish)
+            event = run_event_build(run=moved_run, event=finish.status.lower(), attempt=attempt.number)
+            params.update(event_insert.params(_with_trace_context(event), db))
+        statement.execute(cursor, params)
+        moved = cursor.fetchone()[0]
+    if not moved:
+        return False
+    metrics.attempt_finished(job=job, outcome=finish.attempt_outcome, started_at=attempt.started_at, now=finish.now)
+    metrics.run_moved(run=run, job=job, status=finish.status)
+    _finish_apply(run, finish)
+    if finish.status == RunStatus.RETRYING:
+        beats_wake()  # the beat's sleep may end after the retry is due
+    return True
+
+
+def _finish_apply(run: Run, finish: _Finish) -> None:
+    """What _finish_with_orm sets on the claim's run once it moved it (``finished_at`` even for a retry)."""
+    run.status, run.finished_at, run.error_type, run.error_message = (
+        finish.status,
+        finish.now,
+        finish.error_type,
+        finish.error_message,
+    )
 
 
 def run_recover_lost(*, now: datetime, limit: int = 100, worker_id: UUID | None = None) -> int:
