@@ -19,12 +19,10 @@ which; the rest is still served.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from uuid import UUID
 
-import redis
 from django.conf import settings
 from django.db.models import Count, Q, Sum
 from django.http import HttpRequest, HttpResponse
@@ -36,6 +34,7 @@ from prometheus_client.registry import Collector
 from runs.models import Run, RunStatus
 from runs.routing import run_queue
 from scheduler_project import prometheus
+from scheduler_project.broker import queue_depths
 from scheduler_project.selectors import outbox_backlog
 from schedules.models import Job
 from schedules.selectors import beat_lease_state
@@ -45,9 +44,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_TOP_JOBS = 20
 DEFAULT_MAX_QUEUES = 100
-# kombu's Redis transport keeps a queue's prioritised messages in lists of their own.
-_PRIORITY_SEPARATOR = "\x06\x16"
-_PRIORITY_STEPS = (3, 6, 9)
 
 
 def _gauge(name: str, documentation: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
@@ -91,11 +87,6 @@ def _jobs() -> Iterator[Metric]:
     yield from (running, waiting, limit)
 
 
-@functools.cache
-def _redis(url: str) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
-
-
 def _queues() -> list[str]:
     cap = getattr(settings, "METRICS_MAX_QUEUES", DEFAULT_MAX_QUEUES)
     routes = Job.objects.values_list("queue", "required_capabilities").distinct().order_by("queue")[: cap * 4]
@@ -104,20 +95,12 @@ def _queues() -> list[str]:
 
 
 def _broker() -> Iterator[Metric]:
-    url = settings.CELERY_BROKER_URL
-    if not url.startswith(("redis://", "rediss://")):
+    depths = queue_depths(_queues())
+    if depths is None:
         return  # the embedded filesystem broker: no queue lengths to read
-    queues = _queues()
-    pipe = _redis(url).pipeline(transaction=False)
-    for queue in queues:
-        pipe.llen(queue)
-        for step in _PRIORITY_STEPS:
-            pipe.llen(f"{queue}{_PRIORITY_SEPARATOR}{step}")
-    lengths = pipe.execute()
-    per_queue = 1 + len(_PRIORITY_STEPS)
     depth = _gauge("scheduler_broker_queue_depth", "Messages waiting in a broker queue (Redis LLEN).", ["queue"])
-    for i, queue in enumerate(queues):
-        depth.add_metric([queue], sum(lengths[i * per_queue : (i + 1) * per_queue]))
+    for queue, messages in depths.items():
+        depth.add_metric([queue], messages)
     yield depth
 
 
