@@ -56,6 +56,7 @@ from runs.selectors import runs_retry_times
 from runs.targets.base import Delivery, DeliveryError, DeliveryTimeout, Receipt
 from runs.targets.registry import deliver
 from scheduler_project import metrics, tracing
+from scheduler_project.broker import queue_depths
 from scheduler_project.celery import app as celery_app
 from scheduler_project.errors import Conflict, ValidationFailed
 from scheduler_project.events import event_build, events_record
@@ -167,20 +168,104 @@ def run_enqueue(*, run_ids: Iterable[UUID]) -> int:
 def run_sweep(*, now: datetime, stale_after: timedelta, limit: int = 1000) -> int:
     """Enqueue again what the broker may have lost: runs committed but never sent (a crash
     between commit and send), and QUEUED runs no worker started (a broker restart without
-    persistence, or a wake-up lost with its worker). Re-sending is safe because execution
-    claims a run by a conditional update."""
+    persistence, or a worker that died holding the message). Re-sending is safe because
+    execution claims a run by a conditional update. Returns how many were sent.
+
+    Left alone: runs waiting for a concurrency slot, whose turn comes when a slot frees
+    (:func:`runs_wake_waiting` instead keeps them moving in their order), and on Redis the
+    stale runs of a queue that still holds messages: workers have not caught up with it, the
+    run's message is most likely among those waiting, and a copy would only lengthen the
+    backlog. They are sent again once their queue is empty and they have not started.
+    """
     cutoff = now - stale_after
-    stale = list(
+    stale = dict(
         Run.objects.filter(
-            Q(status=RunStatus.SCHEDULED, created_at__lt=cutoff) | Q(status=RunStatus.QUEUED, queued_at__lt=cutoff)
+            Q(status=RunStatus.SCHEDULED, created_at__lt=cutoff)
+            | Q(status=RunStatus.QUEUED, queued_at__lt=cutoff, blocked_at__isnull=True)
         )
         .order_by("created_at")
-        .values_list("pk", flat=True)[:limit]
+        .values_list("pk", "status")[:limit]
     )
     if not stale:
         return 0
-    Run.objects.filter(pk__in=stale, status=RunStatus.QUEUED).update(status=RunStatus.SCHEDULED, blocked_at=None)
-    return run_enqueue(run_ids=stale)
+    queued = _routes([pk for pk, status in stale.items() if status == RunStatus.QUEUED])
+    depths = queue_depths(queue for _, queue, _ in queued) or {}
+    resend = [pk for pk, queue, _ in queued if not depths.get(queue)]
+    Run.objects.filter(pk__in=resend, status=RunStatus.QUEUED, blocked_at__isnull=True).update(
+        status=RunStatus.SCHEDULED
+    )
+    return run_enqueue(run_ids=[pk for pk, status in stale.items() if status == RunStatus.SCHEDULED] + resend)
+
+
+# Waiting runs one sweep looks at per job (and so the most it wakes).
+MAX_WOKEN_PER_JOB = 1000
+
+
+def runs_wake_waiting(*, now: datetime, job_ids: Iterable[UUID] | None = None, limit: int = 100) -> int:
+    """Send again, oldest first, runs waiting for a slot (QUEUED with ``blocked_at``) that have
+    one now: their job's concurrency limit was raised or removed, or the wake-up sent by the run
+    that freed the slot was lost with the broker. Without ``job_ids``, the jobs of the oldest
+    waiting runs (the sweeper); returns how many were sent.
+
+    A job's free slots are its limit less its running runs and its runs already on their way to a
+    worker (QUEUED, not waiting), so no more are woken than can start; a BUFFER_ONE run waits
+    while its schedule has a run running or on its way. The run that frees a slot wakes the next
+    waiter itself (:func:`_release_slot`): this is the net under it.
+    """
+    waiting = Run.objects.filter(status=RunStatus.QUEUED, blocked_at__isnull=False)
+    if job_ids is not None:
+        waiting = waiting.filter(job_id__in=list(job_ids))
+    jobs = list(dict.fromkeys(waiting.order_by("blocked_at").values_list("job_id", flat=True)[:limit]))
+    woken: list[UUID] = []
+    for job_id in jobs:
+        woken += _wake_for_job(job_id, now=now)
+    return len(woken)
+
+
+def _holding(runs: QuerySet[Run], now: datetime) -> QuerySet[Run]:
+    """Those of ``runs`` that hold a slot or are on their way to take one."""
+    return runs.filter(
+        Q(status=RunStatus.RUNNING, lease_expires_at__gt=now) | Q(status=RunStatus.QUEUED, blocked_at__isnull=True)
+    )
+
+
+@transaction.atomic
+def _wake_for_job(job_id: UUID, *, now: datetime) -> list[UUID]:
+    job = Job.objects.select_for_update().filter(pk=job_id).first()  # claims count under this lock
+    if job is None:
+        return []
+    free: float = float("inf")
+    if job.concurrency_limit is not None:
+        free = job.concurrency_limit - _holding(Run.objects.filter(job_id=job_id), now).count()
+    if free <= 0:
+        return []
+    waiters = (
+        Run.objects.select_for_update(skip_locked=True, of=("self",))
+        .filter(job_id=job_id, status=RunStatus.QUEUED, blocked_at__isnull=False)
+        .order_by("blocked_at")
+        .values_list("pk", "schedule_id", "schedule__overlap_policy")
+    )
+    woken: list[UUID] = []
+    buffered: set[UUID] = set()  # schedules whose one buffered run has just been woken
+    for pk, schedule_id, overlap_policy in waiters[:MAX_WOKEN_PER_JOB]:
+        if len(woken) >= free:
+            break
+        if overlap_policy == OverlapPolicy.BUFFER_ONE:
+            if schedule_id in buffered or _holding(Run.objects.filter(schedule_id=schedule_id), now).exists():
+                continue
+            buffered.add(schedule_id)
+        woken.append(pk)
+    if woken:
+        _wake(woken, now=now)
+    return woken
+
+
+def _wake(run_ids: list[UUID], *, now: datetime) -> None:
+    """Waiting runs leave the wait: sent again after the commit, ``queued_at`` now (when the
+    sweeper should next worry about them)."""
+    Run.objects.filter(pk__in=run_ids).update(blocked_at=None, queued_at=now, updated_at=now)
+    routes = _routes(run_ids)
+    transaction.on_commit(lambda: _publish(routes))
 
 
 def run_dispatch_retries(*, now: datetime, limit: int = 500) -> int:
@@ -598,9 +683,7 @@ def _release_slot(run: Run, job: Job) -> None:
         .values_list("pk", flat=True)[:1]
     )
     if woken:
-        Run.objects.filter(pk__in=woken).update(blocked_at=None, updated_at=timezone.now())
-        routes = _routes(woken)
-        transaction.on_commit(lambda: _publish(routes))
+        _wake(woken, now=timezone.now())
 
 
 # --- Claims and finishes in one statement (PostgreSQL) -------------------------------------------

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-import redis
 from django.conf import settings
+
+if TYPE_CHECKING:
+    import redis
 
 # kombu's Redis transport keeps a queue's prioritised messages in lists of their own.
 _PRIORITY_SEPARATOR = "\x06\x16"
@@ -20,6 +23,10 @@ _PRIORITY_STEPS = (3, 6, 9)
 
 @functools.cache
 def _redis(url: str) -> redis.Redis:
+    # Imported here: redis-py imports OpenTelemetry's SDK with it, which a process with tracing
+    # off must not load (tests/unit/test_tracing.py).
+    import redis
+
     return redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
 
 

@@ -38,7 +38,7 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from runs.services import run_dispatch_retries, run_recover_lost, run_sweep
+from runs.services import run_dispatch_retries, run_recover_lost, run_sweep, runs_wake_waiting
 from scheduler_project import metrics
 from scheduler_project.relay import RelayLoop
 from schedules import services
@@ -143,6 +143,9 @@ class Scheduler(DatabaseScheduler):
             resent = run_sweep(now=now, stale_after=self.sweep_stale_after)
             if resent:
                 logger.warning("sweeper re-enqueued %d runs", resent)
+            woken = runs_wake_waiting(now=now)
+            if woken:
+                logger.warning("sweeper woke %d runs waiting for a slot that is free", woken)
             if settings.WORKER_RETENTION_DAYS:
                 workers_purge_offline(older_than=timedelta(days=settings.WORKER_RETENTION_DAYS))
 

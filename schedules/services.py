@@ -22,7 +22,7 @@ from django.utils import timezone
 from calendars.engine import BusinessCalendar, InvalidCalendar
 from calendars.models import Calendar
 from runs.models import ACTIVE_STATUSES, FINAL_STATUSES, SLOT_KINDS, Run, RunKind, RunStatus
-from runs.services import run_enqueue, run_event_build, runs_retry
+from runs.services import run_enqueue, run_event_build, runs_retry, runs_wake_waiting
 from runs.targets.spec import InvalidTarget, parse_target
 from scheduler_project import metrics
 from scheduler_project.errors import Conflict, ValidationFailed
@@ -134,6 +134,8 @@ def job_update(*, job: Job, data: dict[str, Any]) -> Job:
             setattr(job, field, value)
     _check_job(job)
     _save_job(job)
+    if "concurrency_limit" in data:  # a limit raised or removed frees slots for waiting runs
+        runs_wake_waiting(now=timezone.now(), job_ids=[job.pk])
     return job
 
 

@@ -262,6 +262,94 @@ def test_buffer_one_holds_the_second_run_until_the_first_finishes(receiver: Rece
     assert buffered.blocked_at is not None
 
 
+def _holding_slots(job: Any, n: int) -> list[Run]:
+    lease = timezone.now() + timedelta(minutes=5)
+    return [
+        RunFactory(job=job, schedule=None, status=RunStatus.RUNNING, attempt=1, lease_expires_at=lease)
+        for _ in range(n)
+    ]
+
+
+def _waiting(job: Any, minutes_ago: int, **kwargs: Any) -> Run:
+    since = timezone.now() - timedelta(minutes=minutes_ago)
+    return _queued(job, blocked_at=since, queued_at=since, **kwargs)
+
+
+def _sent(queue: str) -> list[str]:
+    """The run ids of the messages waiting in ``queue``, oldest first."""
+    import base64
+    import json
+
+    raw = redis.Redis.from_url(settings.REDIS_URL).lrange(queue, 0, -1)
+    return [json.loads(base64.b64decode(json.loads(m)["body"]))[0][0] for m in reversed(raw)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweeper_leaves_waiting_runs_in_their_order_and_wakes_them_only_into_free_slots(
+    receiver: Receiver, queue: str
+) -> None:
+    job = _job(receiver, queue, concurrency_limit=2)
+    holders = _holding_slots(job, 2)
+    oldest, second, third = _waiting(job, 30), _waiting(job, 20), _waiting(job, 15)
+    now = timezone.now()
+
+    # Every slot is taken: nothing is sent again, and nobody loses their place.
+    assert services.run_sweep(now=now, stale_after=timedelta(minutes=10)) == 0
+    assert services.runs_wake_waiting(now=now) == 0
+    assert _sent(queue) == []
+    assert Run.objects.get(pk=oldest.pk).blocked_at == oldest.blocked_at
+
+    # A slot frees without its wake-up (the holder taken back by hand, say): the oldest is sent.
+    Run.objects.filter(pk=holders[0].pk).update(status=RunStatus.SUCCEEDED)
+    assert services.runs_wake_waiting(now=now) == 1
+    assert _sent(queue) == [str(oldest.pk)]
+    oldest.refresh_from_db()
+    assert (oldest.blocked_at, oldest.queued_at) == (None, now)
+    # On its way to a worker it counts as holding the slot: no second wake-up.
+    assert services.runs_wake_waiting(now=now) == 0
+
+    # Raising the limit through the job's service wakes as many as it frees, oldest first.
+    from schedules.services import job_update
+
+    job_update(job=job, data={"concurrency_limit": 3})
+    assert _sent(queue) == [str(oldest.pk), str(second.pk)]
+    job_update(job=job, data={"concurrency_limit": None})
+    assert _sent(queue) == [str(oldest.pk), str(second.pk), str(third.pk)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_buffered_run_is_woken_only_once_its_schedule_has_nothing_running(receiver: Receiver, queue: str) -> None:
+    schedule = ScheduleFactory(job=_job(receiver, queue), overlap_policy="BUFFER_ONE")
+    previous = RunFactory(
+        schedule=schedule, status=RunStatus.RUNNING, lease_expires_at=timezone.now() + timedelta(minutes=5)
+    )
+    buffered = RunFactory(schedule=schedule, status=RunStatus.QUEUED, blocked_at=timezone.now())
+
+    assert services.runs_wake_waiting(now=timezone.now()) == 0
+    Run.objects.filter(pk=previous.pk).update(status=RunStatus.FAILED)
+    assert services.runs_wake_waiting(now=timezone.now()) == 1
+    assert _sent(queue) == [str(buffered.pk)]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweeper_does_not_copy_runs_into_a_queue_that_still_holds_messages(receiver: Receiver, queue: str) -> None:
+    job = _job(receiver, queue)
+    hour_ago = timezone.now() - timedelta(hours=1)
+    stuck = _queued(job, queued_at=hour_ago)
+    unsent = RunFactory(job=job, schedule=None, kind="MANUAL", status=RunStatus.SCHEDULED)
+    Run.objects.filter(pk=unsent.pk).update(created_at=hour_ago)
+    behind = _queued(job)
+    services._publish([(behind.pk, queue, 60)])  # a backlog the workers have not reached yet
+
+    # The never-sent run goes out; the QUEUED one's message may be in the backlog: left alone.
+    assert services.run_sweep(now=timezone.now(), stale_after=timedelta(minutes=10)) == 1
+    assert _sent(queue) == [str(behind.pk), str(unsent.pk)]
+
+    redis.Redis.from_url(settings.REDIS_URL).delete(queue)  # the workers caught up; it never started
+    assert services.run_sweep(now=timezone.now(), stale_after=timedelta(minutes=10)) == 1
+    assert _sent(queue) == [str(stuck.pk)]
+
+
 # --- lost runs -------------------------------------------------------------------------------------
 
 
