@@ -59,7 +59,7 @@ from scheduler_project import metrics, tracing
 from scheduler_project.broker import queue_depths
 from scheduler_project.celery import app as celery_app
 from scheduler_project.errors import Conflict, ValidationFailed
-from scheduler_project.events import event_build, events_record
+from scheduler_project.events import event_build, events_record, events_traced
 from scheduler_project.models import OutboxEvent
 from schedules.models import Job, OverlapPolicy, Schedule
 from schedules.wakeup import beats_wake
@@ -762,14 +762,6 @@ class _Insert:
         return {name: field.get_db_prep_save(getattr(instance, field.attname), db) for name, field in self.parameters}
 
 
-def _with_trace_context(event: OutboxEvent) -> OutboxEvent:
-    """The event with the current trace context, as :func:`events_record` gives it."""
-    if context := tracing.trace_context():
-        event.traceparent = event.traceparent or context.get("traceparent", "")
-        event.tracestate = event.tracestate or context.get("tracestate", "")
-    return event
-
-
 # The database sessions (psycopg2 connections) of this process, and the statements prepared in each.
 _prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
@@ -893,8 +885,8 @@ def _claim_in_one_statement(*, run_id: UUID, worker_name: str, now: datetime) ->
     run); (False, None) when the run waits behind a gate or changed meanwhile, for the ORM path."""
     statement, attempt_insert, event_insert = _claim_statement()
     attempt = RunAttempt(worker_name=worker_name[:200], started_at=now)
-    event = _with_trace_context(
-        event_build(tenant_id="", type="scheduler.run.started", aggregate_type="run", aggregate_id="", data={})
+    [event] = events_traced(
+        [event_build(tenant_id="", type="scheduler.run.started", aggregate_type="run", aggregate_id="", data={})]
     )
     with connection.cursor() as cursor:
         db = cursor.db
@@ -1030,7 +1022,7 @@ def _finish_in_one_statement(claim: Claim, finish: _Finish) -> bool:
             moved_run = copy.copy(run)
             _finish_apply(moved_run, finish)
             event = run_event_build(run=moved_run, event=finish.status.lower(), attempt=attempt.number)
-            params.update(event_insert.params(_with_trace_context(event), db))
+            params.update(event_insert.params(events_traced([event])[0], db))
         statement.execute(cursor, params)
         moved = cursor.fetchone()[0]
     if not moved:

@@ -157,6 +157,7 @@ def _timezone(env: Mapping[str, str]) -> str:
 
 def _database(env: Mapping[str, str], data_dir: Path) -> dict[str, Any]:
     url = _url(env, "POSTGRES_URL", ("postgres", "postgresql"))
+    pooled = _bool(env, "POSTGRES_TRANSACTION_POOLING", default=False)
     if url is None:
         return {
             "ENGINE": "django.db.backends.sqlite3",
@@ -170,6 +171,11 @@ def _database(env: Mapping[str, str], data_dir: Path) -> dict[str, Any]:
         raise ConfigError("POSTGRES_URL", f"not a valid database URL ({exc})") from None
     if not database.get("NAME"):
         raise ConfigError("POSTGRES_URL", f"names no database (got {url!r})")
+    # Behind a pooler that hands a session to another client after each transaction (PgBouncer's
+    # transaction mode), nothing may outlive a transaction: no server-side cursors, and no
+    # prepared statements (runs.services prepares its claim and finish once per session otherwise).
+    if pooled:
+        database["DISABLE_SERVER_SIDE_CURSORS"] = True
     return dict(database)
 
 

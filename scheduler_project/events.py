@@ -30,11 +30,17 @@ def events_record(events: list[OutboxEvent]) -> None:
     Inside a traced operation each event keeps its trace context, for the relay's envelope."""
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError("events must be recorded inside transaction.atomic()")
+    OutboxEvent.objects.bulk_create(events_traced(events))
+
+
+def events_traced(events: list[OutboxEvent]) -> list[OutboxEvent]:
+    """The events, each given the current trace context (when traced) unless it has one: what
+    :func:`events_record` writes, for a statement that writes events itself (runs.services)."""
     if context := tracing.trace_context():
         for event in events:
             event.traceparent = event.traceparent or context.get("traceparent", "")
             event.tracestate = event.tracestate or context.get("tracestate", "")
-    OutboxEvent.objects.bulk_create(events)
+    return events
 
 
 def event_record(

@@ -64,6 +64,15 @@ def test_full_configuration_is_read(tmp_path: Path) -> None:
     assert config.broker_transport_options["visibility_timeout"] >= 3600
     assert config.allowed_hosts == ["scheduler.internal", "api.internal"]
     assert config.debug is True
+    assert not config.database.get("DISABLE_SERVER_SIDE_CURSORS")
+
+
+def test_a_transaction_pooler_gets_no_session_state(tmp_path: Path) -> None:
+    env = {"DATA_DIR": str(tmp_path), "SECRET_KEY": "k" * 40, "POSTGRES_URL": "postgres://app@pgbouncer:6432/scheduler"}
+
+    config = load({**env, "POSTGRES_TRANSACTION_POOLING": "true"})
+
+    assert config.database["DISABLE_SERVER_SIDE_CURSORS"] is True
 
 
 BAD = [
@@ -79,6 +88,7 @@ BAD = [
     ("JWKS_URL", "idp.internal/jwks", "JWKS_URL"),
     ("DEFAULT_TZ", "Mars/Olympus", "DEFAULT_TZ"),
     ("DEBUG", "maybe", "DEBUG"),
+    ("POSTGRES_TRANSACTION_POOLING", "pgbouncer", "POSTGRES_TRANSACTION_POOLING"),
     ("SECRET_KEY", "short", "SECRET_KEY"),
     ("RUN_LEASE_GRACE_SECONDS", "0", "RUN_LEASE_GRACE_SECONDS"),
     ("RUN_LEASE_GRACE_SECONDS", "soon", "RUN_LEASE_GRACE_SECONDS"),
