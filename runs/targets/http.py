@@ -7,13 +7,23 @@ redirects are not followed (a webhook that moved is a configuration error to fix
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import itertools
 import json
 import os
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from runs.targets.base import Delivery, DeliveryTimeout, FatalError, Receipt, RetryableError
 from runs.targets.signing import sign
@@ -30,11 +40,128 @@ _session: requests.Session | None = None
 _session_pid = 0
 
 
+# --- The deadline: a watchdog that cuts the connection ----------------------------------------
+#
+# requests' read timeout bounds each read from the socket, not the answer: a server that sends
+# its status line and headers a byte at a time, each within the timeout, would hold the attempt
+# past the job's timeout_seconds. A watchdog thread (one per process: a thread per delivery cost
+# more than the rest of the bookkeeping) shuts the connection's socket down at the deadline; the
+# read blocked on it returns at once, and the delivery fails as a timeout.
+
+
+class _Watch:
+    """The connection of one delivery; ``cut`` once the deadline struck it."""
+
+    def __init__(self) -> None:
+        self.connection: HTTPConnection | None = None
+        self.cut = threading.Event()
+        self.done = False  # the delivery is over: its connection may serve the next one
+
+
+class _Watchdog:
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._deadlines: list[tuple[float, int, _Watch]] = []
+        self._finished = 0  # entries of finished deliveries still in the heap
+        self._order = itertools.count()
+        threading.Thread(target=self._run, name="http-deadlines", daemon=True).start()
+
+    def start(self, watch: _Watch, deadline: float) -> None:
+        with self._condition:
+            heapq.heappush(self._deadlines, (deadline, next(self._order), watch))
+            if self._deadlines[0][2] is watch:
+                self._condition.notify()  # sooner than what the thread sleeps towards
+
+    def stop(self, watch: _Watch) -> None:
+        with self._condition:  # never strike a connection handed back to the pool
+            watch.done = True
+            self._finished += 1
+            # Finished deliveries leave their entry behind (up to a job's timeout): drop them
+            # once they are most of the heap, so it stays about as large as what is in flight.
+            if self._finished > 64 and 2 * self._finished > len(self._deadlines):
+                self._deadlines = [entry for entry in self._deadlines if not entry[2].done]
+                heapq.heapify(self._deadlines)
+                self._finished = 0
+
+    def _run(self) -> None:
+        with self._condition:
+            while True:
+                now = time.monotonic()
+                while self._deadlines and self._deadlines[0][0] <= now:
+                    watch = heapq.heappop(self._deadlines)[2]
+                    if watch.done:
+                        self._finished -= 1
+                    else:
+                        _strike(watch)
+                self._condition.wait(self._deadlines[0][0] - now if self._deadlines else None)
+
+
+def _strike(watch: _Watch) -> None:
+    watch.cut.set()
+    sock = getattr(watch.connection, "sock", None)
+    if sock is not None:
+        with contextlib.suppress(OSError):  # already closed
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+_watching = threading.local()  # the _Watch of the delivery this thread is making, if any
+_watchdog_of: dict[int, _Watchdog] = {}  # per process: a forked child starts its own thread
+_watchdog_made = threading.Lock()
+
+
+def _watched(connection: HTTPConnection) -> None:
+    watch: _Watch | None = getattr(_watching, "watch", None)
+    if watch is not None:
+        watch.connection = connection
+
+
+class _WatchedConnection(HTTPConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        _watched(self)
+        super().request(*args, **kwargs)
+
+
+class _WatchedTLSConnection(HTTPSConnection):
+    def request(self, *args: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        _watched(self)
+        super().request(*args, **kwargs)
+
+
+class _WatchedPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedConnection
+
+
+class _WatchedTLSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedTLSConnection
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[_Watch]:
+    """Cut the connection the block's request uses once ``seconds`` have passed."""
+    pid = os.getpid()
+    with _watchdog_made:
+        watchdog = _watchdog_of.get(pid) or _watchdog_of.setdefault(pid, _Watchdog())
+    watch = _Watch()
+    _watching.watch = watch
+    watchdog.start(watch, time.monotonic() + seconds)
+    try:
+        yield watch
+    finally:
+        watchdog.stop(watch)
+        _watching.watch = None
+
+
 def _http() -> requests.Session:
-    """A keep-alive session per process (a forked worker child makes its own)."""
+    """A keep-alive session per process (a forked worker child makes its own), whose connections
+    a delivery's watchdog can cut."""
     global _session, _session_pid
     if _session is None or _session_pid != os.getpid():
-        _session, _session_pid = requests.Session(), os.getpid()
+        session = requests.Session()
+        adapter = HTTPAdapter()
+        adapter.poolmanager.pool_classes_by_scheme = {"http": _WatchedPool, "https": _WatchedTLSPool}
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        _session, _session_pid = session, os.getpid()
     return _session
 
 
@@ -75,30 +202,35 @@ def deliver(delivery: Delivery) -> Receipt:
         headers.update(sign(delivery.secret, data))
     remaining = delivery.remaining()
     started = time.monotonic()
-    try:
-        response = _http().request(
-            target.get("method", "POST"),
-            target["url"],
-            data=data,
-            headers=headers,
-            timeout=(min(CONNECT_TIMEOUT_SECONDS, remaining), remaining),
-            allow_redirects=False,
-            stream=True,
-        )
-    except requests.Timeout as exc:
-        raise DeliveryTimeout(f"no answer within the job's timeout: {exc}", error_type=type(exc).__name__) from exc
-    except (
-        requests.exceptions.InvalidURL,
-        requests.exceptions.InvalidSchema,
-        requests.exceptions.InvalidHeader,
-    ) as exc:
-        # The same request would fail the same way: a configuration error, not an outage.
-        raise FatalError(str(exc) or type(exc).__name__, error_type=type(exc).__name__) from exc
-    except requests.RequestException as exc:  # refused, reset, DNS, TLS
-        raise RetryableError(str(exc) or type(exc).__name__, error_type=type(exc).__name__) from exc
-    latency_ms = int((time.monotonic() - started) * 1000)
-    with response:
-        excerpt = _read_excerpt(response, delivery)
+    with _deadline(remaining) as watch:
+        try:
+            response = _http().request(
+                target.get("method", "POST"),
+                target["url"],
+                data=data,
+                headers=headers,
+                timeout=(min(CONNECT_TIMEOUT_SECONDS, remaining), remaining),
+                allow_redirects=False,
+                stream=True,
+            )
+        except requests.Timeout as exc:
+            raise DeliveryTimeout(f"no answer within the job's timeout: {exc}", error_type=type(exc).__name__) from exc
+        except (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.InvalidSchema,
+            requests.exceptions.InvalidHeader,
+        ) as exc:
+            # The same request would fail the same way: a configuration error, not an outage.
+            raise FatalError(str(exc) or type(exc).__name__, error_type=type(exc).__name__) from exc
+        except requests.RequestException as exc:  # refused, reset, DNS, TLS; or cut at the deadline
+            if watch.cut.is_set():
+                raise DeliveryTimeout(
+                    f"no complete answer within the job's timeout ({remaining:.3g} s)", error_type="ReadTimeout"
+                ) from exc
+            raise RetryableError(str(exc) or type(exc).__name__, error_type=type(exc).__name__) from exc
+        latency_ms = int((time.monotonic() - started) * 1000)
+        with response:
+            excerpt = _read_excerpt(response, delivery)
     status = response.status_code
     if 200 <= status < 300:
         return Receipt(status=status, latency_ms=latency_ms, excerpt=excerpt)

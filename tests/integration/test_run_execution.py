@@ -4,6 +4,10 @@ claiming, the concurrency gate, recovery of lost runs, retries, cancel, retry an
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -194,6 +198,50 @@ def test_a_slow_target_times_out_and_is_retried(receiver: Receiver) -> None:
     assert services.run_execute(run_id=run.pk) == RunStatus.RETRYING
 
     assert run.attempts.get().outcome == AttemptOutcome.TIMEOUT
+
+
+@pytest.fixture
+def dripping_target() -> Iterator[str]:
+    """A server that answers every request a byte every 0.2 s: each read well within any read
+    timeout, the whole answer (about 20 s of it) far beyond the job's."""
+    server = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = server.accept()
+            except OSError:
+                return
+            with client:
+                client.recv(65536)
+                for byte in b"HTTP/1.1 200 OK\r\nX-Padding: " + b"x" * 100:
+                    if stop.wait(0.2):
+                        return
+                    try:
+                        client.sendall(bytes([byte]))
+                    except OSError:
+                        break  # the client hung up
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/hook"
+    stop.set()
+    server.close()
+    thread.join(timeout=5)
+
+
+def test_a_target_that_drips_its_answer_is_cut_at_the_jobs_timeout(dripping_target: str) -> None:
+    job = JobFactory(target={"type": "HTTP", "method": "POST", "url": dripping_target}, timeout_seconds=1)
+    run = _queued(job)
+    started = time.monotonic()
+
+    assert services.run_execute(run_id=run.pk) == RunStatus.RETRYING
+
+    # Cut at about a second; without the watchdog the answer would have held it for ~20 s.
+    assert time.monotonic() - started < 10
+    attempt = run.attempts.get()
+    assert (attempt.outcome, attempt.error_type) == (AttemptOutcome.TIMEOUT, "ReadTimeout")
 
 
 def test_a_refused_connection_is_retried(receiver: Receiver) -> None:
