@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -73,13 +72,6 @@ def beats(tmp_path: Path) -> Iterator[Beats]:
     running = Beats(tmp_path)
     yield running
     running.stop()
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    name = f"test-beat-{uuid.uuid4().hex[:8]}"
-    yield name
-    redis.Redis.from_url(settings.REDIS_URL).delete(name)
 
 
 def _slots_are_contiguous(schedule: Schedule) -> tuple[int, list[str]]:

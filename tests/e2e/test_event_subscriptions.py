@@ -24,7 +24,7 @@ from django.db import connection
 from runs.models import Run, RunKind, RunStatus
 from scheduler_project.config import BASE_DIR
 from subscriptions.models import EventSubscription
-from tests.e2e.harness import Nats, broker_purge, wait_for
+from tests.e2e.harness import Nats, wait_for
 from tests.e2e.nats_server import NatsServer
 from tests.factories import EventSubscriptionFactory, JobFactory, ScheduleFactory
 
@@ -77,14 +77,6 @@ class Consumer:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    """A broker queue of the test's own: the runs are sent there, and it is emptied afterwards."""
-    name = f"e2e-subs-{uuid.uuid4().hex[:8]}"
-    yield name
-    broker_purge(name)
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import select
 import threading
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,15 +25,6 @@ from tests.factories import JobFactory, RunFactory, ScheduleFactory
 
 MINUTELY = {"version": 1, "type": "CRON", "expression": "* * * * *"}
 NOW = datetime(2027, 6, 1, 12, 0, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    """A broker queue of this test's own on the real Redis; the messages sent to it are read back."""
-    name = f"test-dispatch-{uuid.uuid4().hex[:8]}"
-    client = redis.Redis.from_url(settings.REDIS_URL)
-    yield name
-    client.delete(name)
 
 
 def _messages(queue: str) -> list[dict[str, Any]]:

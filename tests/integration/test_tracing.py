@@ -53,21 +53,6 @@ def spans(exporter: InMemorySpanExporter) -> Callable[[], list[ReadableSpan]]:
     return lambda: list(exporter.get_finished_spans())
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    name = f"test-tracing-{uuid.uuid4().hex[:8]}"
-    yield name
-    redis.Redis.from_url(settings.REDIS_URL).delete(name)
-
-
 def _hex(span: ReadableSpan) -> tuple[str, str]:
     context = span.get_span_context()
     assert context is not None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,13 +17,6 @@ from tests.factories import OTHER_TENANT, JobFactory, RunFactory, ScheduleFactor
 pytestmark = pytest.mark.django_db(transaction=True)
 HOURLY = {"version": 1, "type": "CRON", "expression": "0 * * * *"}
 START = datetime(2026, 5, 1, 0, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def queue() -> Iterator[str]:
-    name = f"test-trigger-{uuid.uuid4().hex[:8]}"
-    yield name
-    redis.Redis.from_url(settings.REDIS_URL).delete(name)
 
 
 @pytest.fixture
