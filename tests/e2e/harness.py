@@ -24,8 +24,12 @@ import redis
 from django.conf import settings
 from django.db import connection
 
+from runs.models import FINAL_STATUSES, Run, RunAttempt, RunKind, RunStatus
+from runs.services import run_enqueue
 from runs.targets.signing import verify_signature
 from scheduler_project.config import BASE_DIR
+from schedules.models import Job
+from tests.factories import JobFactory, RunFactory
 
 WEBHOOK_SECRET = "e2e-webhook-secret-0123456789abcdef"
 CELERY = str(BASE_DIR / ".venv" / "bin" / "celery")
@@ -342,3 +346,50 @@ class Nats:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(5)
             self.loop.close()
+
+
+# --- Jobs and runs for the execution tests ---------------------------------------------------------
+
+
+def http_job(receiver: Receiver, queue: str, **fields: Any) -> Job:
+    """A job on the receiver with a FIXED 1 s backoff."""
+    defaults: dict[str, Any] = {
+        "queue": queue,
+        "target": {"type": "HTTP", "method": "POST", "url": receiver.url, "headers": {}},
+        "backoff_strategy": "FIXED",
+        "backoff_base_seconds": 1,
+        "backoff_max_seconds": 60,
+        "timeout_seconds": 10,
+    }
+    return JobFactory.create(**{**defaults, **fields})
+
+
+def enqueue(job: Job, count: int = 1, **fields: Any) -> list[Run]:
+    """``count`` manual runs of ``job``, committed and then sent to its queue, as the beat does."""
+    defaults: dict[str, Any] = {"schedule": None, "kind": RunKind.MANUAL, "status": RunStatus.SCHEDULED}
+    runs = [RunFactory.create(job=job, **{**defaults, **fields}) for _ in range(count)]
+    assert run_enqueue(run_ids=[run.pk for run in runs]) == count
+    return runs
+
+
+def wait_final(processes: Processes, run: Run, timeout: float = 30) -> Run:
+    """The run once it reached a final status (whichever: the test asserts which)."""
+
+    def final() -> Run | None:
+        current = Run.objects.get(pk=run.pk)
+        return current if current.status in FINAL_STATUSES else None
+
+    def explain() -> str:
+        current = Run.objects.get(pk=run.pk)
+        return (
+            f"run {run.pk} is still {current.status} (attempt {current.attempt}, "
+            f"error {current.error_type}: {current.error_message})\n{processes.logs()}"
+        )
+
+    result: Run = wait_for(final, timeout=timeout, message=explain)
+    return result
+
+
+def attempts(run: Run) -> list[RunAttempt]:
+    """The run's attempts, every series, in order."""
+    return list(RunAttempt.objects.filter(run_id=run.pk).order_by("series", "number"))

@@ -19,12 +19,11 @@ import redis
 from django.conf import settings
 from kombu import Connection
 
-from runs.models import FINAL_STATUSES, AttemptOutcome, DeadLetter, Run, RunAttempt, RunKind, RunStatus
+from runs.models import AttemptOutcome, DeadLetter, Run, RunAttempt, RunKind, RunStatus
 from runs.routing import run_queue
 from runs.services import run_enqueue
 from scheduler_project.models import OutboxEvent
-from schedules.models import Job
-from tests.e2e.harness import Nats, Processes, Receiver, broker_purge, wait_for
+from tests.e2e.harness import Nats, Processes, Receiver, attempts, broker_purge, enqueue, http_job, wait_final, wait_for
 from tests.factories import JobFactory, RunFactory, ScheduleFactory
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -55,49 +54,6 @@ def nats_client() -> Iterator[Nats]:
 
 
 # --- helpers --------------------------------------------------------------------------------------
-
-
-def http_job(receiver: Receiver, queue: str, **fields: Any) -> Job:
-    """A job on the receiver with a FIXED 1 s backoff."""
-    defaults: dict[str, Any] = {
-        "queue": queue,
-        "target": {"type": "HTTP", "method": "POST", "url": receiver.url, "headers": {}},
-        "backoff_strategy": "FIXED",
-        "backoff_base_seconds": 1,
-        "backoff_max_seconds": 60,
-        "timeout_seconds": 10,
-    }
-    return JobFactory.create(**{**defaults, **fields})
-
-
-def enqueue(job: Job, count: int = 1, **fields: Any) -> list[Run]:
-    """``count`` manual runs of ``job``, committed and then sent to its queue, as the beat does."""
-    defaults: dict[str, Any] = {"schedule": None, "kind": RunKind.MANUAL, "status": RunStatus.SCHEDULED}
-    runs = [RunFactory.create(job=job, **{**defaults, **fields}) for _ in range(count)]
-    assert run_enqueue(run_ids=[run.pk for run in runs]) == count
-    return runs
-
-
-def wait_final(processes: Processes, run: Run, timeout: float = 30) -> Run:
-    """The run once it reached a final status (whichever: the test asserts which)."""
-
-    def final() -> Run | None:
-        current = Run.objects.get(pk=run.pk)
-        return current if current.status in FINAL_STATUSES else None
-
-    def explain() -> str:
-        current = Run.objects.get(pk=run.pk)
-        return (
-            f"run {run.pk} is still {current.status} (attempt {current.attempt}, "
-            f"error {current.error_type}: {current.error_message})\n{processes.logs()}"
-        )
-
-    result: Run = wait_for(final, timeout=timeout, message=explain)
-    return result
-
-
-def attempts(run: Run) -> list[RunAttempt]:
-    return list(RunAttempt.objects.filter(run_id=run.pk).order_by("series", "number"))
 
 
 def events(run: Run, event: str) -> list[OutboxEvent]:

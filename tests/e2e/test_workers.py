@@ -15,18 +15,14 @@ import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from django.test import Client
 from django.urls import reverse
 
-from runs.models import FINAL_STATUSES, AttemptOutcome, Run, RunAttempt, RunKind, RunStatus
-from runs.services import run_enqueue
+from runs.models import AttemptOutcome, Run, RunStatus
 from scheduler_project.models import OutboxEvent
-from schedules.models import Job
-from tests.e2e.harness import Processes, Receiver, wait_for
-from tests.factories import JobFactory, RunFactory
+from tests.e2e.harness import Processes, Receiver, attempts, enqueue, http_job, wait_final, wait_for
 from workers.models import Worker, WorkerStatus
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -53,42 +49,8 @@ def events(worker: Worker, kind: str) -> list[OutboxEvent]:
     return list(OutboxEvent.objects.filter(aggregate_id=str(worker.pk), type=f"scheduler.worker.{kind}").order_by("id"))
 
 
-def http_job(receiver: Receiver, queue: str, **fields: Any) -> Job:
-    defaults: dict[str, Any] = {
-        "queue": queue,
-        "target": {"type": "HTTP", "method": "POST", "url": receiver.url, "headers": {}},
-        "backoff_strategy": "FIXED",
-        "backoff_base_seconds": 1,
-        "backoff_max_seconds": 60,
-        "timeout_seconds": 30,
-    }
-    return JobFactory.create(**{**defaults, **fields})
-
-
-def enqueue(job: Job, count: int = 1, **fields: Any) -> list[Run]:
-    runs = [
-        RunFactory.create(job=job, schedule=None, kind=RunKind.MANUAL, status=RunStatus.SCHEDULED, **fields)
-        for _ in range(count)
-    ]
-    assert run_enqueue(run_ids=[run.pk for run in runs]) == count
-    return runs
-
-
-def wait_final(processes: Processes, run: Run, timeout: float = 30) -> Run:
-    def final() -> Run | None:
-        current = Run.objects.get(pk=run.pk)
-        return current if current.status in FINAL_STATUSES else None
-
-    result: Run = wait_for(final, timeout=timeout, message=processes.logs)
-    return result
-
-
 def wait_logged(processes: Processes, text: str, timeout: float = 15) -> None:
     wait_for(lambda: text in processes.logs(), timeout=timeout, message=processes.logs)
-
-
-def attempts(run: Run) -> list[RunAttempt]:
-    return list(RunAttempt.objects.filter(run_id=run.pk).order_by("series", "number"))
 
 
 # --- tests ----------------------------------------------------------------------------------------
@@ -130,7 +92,7 @@ def test_a_killed_worker_goes_offline_and_its_running_run_is_finished_by_another
 ) -> None:
     # The first delivery is held long enough to kill its worker mid-run; the retry is answered.
     receiver.answer = lambda request, n: (200, {}, 20.0) if n == 1 else (200, {}, 0.0)
-    job = http_job(receiver, queue, max_attempts=3)
+    job = http_job(receiver, queue, max_attempts=3, timeout_seconds=30)
     one, two = processes.worker(queue, name="one"), processes.worker(queue, name="two")
     processes.wait_all_ready(one, two, processes.beat())
     [run] = enqueue(job)
@@ -169,7 +131,7 @@ def test_a_killed_worker_goes_offline_and_its_running_run_is_finished_by_another
 def test_a_drained_worker_takes_no_new_runs_while_another_does(
     admin_client: Client, processes: Processes, receiver: Receiver, queue: str
 ) -> None:
-    job = http_job(receiver, queue)
+    job = http_job(receiver, queue, timeout_seconds=30)
     drained, other = processes.worker(queue, name="drained"), processes.worker(queue, name="other")
     processes.wait_all_ready(drained, other)
     changelist = reverse("admin:workers_worker_changelist")
