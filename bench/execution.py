@@ -637,7 +637,7 @@ def latency_beat(shape: str, job: Job, receiver: Receiver, worker: Worker, workd
             continue
         arrived, slot, started, finished = arrivals[key], float(slot), float(started), float(finished)
         parts["total"].append((arrived - slot) * 1000)
-        if queued is None:  # claimed before run_enqueue's update marked it QUEUED: no queued_at
+        if queued is None or float(queued) > started:  # claimed before the sender marked it QUEUED
             unqueued += 1
         else:
             parts["beat"].append((float(queued) - slot) * 1000)
@@ -1076,7 +1076,8 @@ def report(
                 )
                 print(f"   {variant:<18} {line}")
                 if f["unqueued"]:
-                    print(f"   {'':<18} ({f['unqueued']} runs were claimed before run_enqueue set queued_at: left out)")
+                    left_out = f"({f['unqueued']} runs were claimed before their sender marked them QUEUED: left out)"
+                    print(f"   {'':<18} {left_out}")
         burst = latency.get("beat-burst")
         if burst:
             p99 = percentile(burst["parts"]["total"], 0.99)

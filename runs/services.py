@@ -37,7 +37,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
-from django.db.models import F, Field, Model, Q, QuerySet
+from django.db.models import Case, F, Field, Model, Q, QuerySet, Value, When
 from django.utils import timezone
 
 from runs.backoff import backoff_seconds
@@ -82,7 +82,7 @@ def _lease_grace() -> timedelta:
 # --- Enqueueing ---------------------------------------------------------------------------------
 
 
-def _publish(runs: Iterable[tuple[UUID, str, int]], *, first: bool = False) -> None:
+def _publish(runs: Iterable[Route], *, first: bool = False) -> None:
     """Send one execute message per (run id, queue, timeout). The message carries only the id:
     the row is the truth, and a message delivered twice finds the run already claimed.
 
@@ -99,22 +99,28 @@ def _publish(runs: Iterable[tuple[UUID, str, int]], *, first: bool = False) -> N
     runs = list(runs)
     spans = _enqueue_spans(runs, first=first) if tracing.tracing_enabled() else {}
     with celery_app.producer_or_acquire() as producer, producer.batch():
+        # Each queue declared once per batch (a cached no-op once the connection has declared it)
+        # rather than by Celery for every message, a quarter of send_task's time.
+        for queue in {queue for _, queue, _ in runs}:
+            producer.maybe_declare(celery_app.amqp.queues[queue])
         for pk, queue, timeout in runs:
             args = [str(pk)]
             with spans.get(pk) or nullcontext():
                 celery_app.send_task(
                     EXECUTE_TASK,
                     args=args,
+                    ignore_result=True,
                     queue=queue,
                     producer=producer,
                     argsrepr=repr(args),
                     kwargsrepr="{}",
+                    declare=[],
                     soft_time_limit=timeout + 5,
                     time_limit=timeout + 15,
                 )
 
 
-def _enqueue_spans(runs: list[tuple[UUID, str, int]], *, first: bool) -> dict[UUID, AbstractContextManager[Any]]:
+def _enqueue_spans(runs: list[Route], *, first: bool) -> dict[UUID, AbstractContextManager[Any]]:
     """A span per run, not yet started: ``schedule.fire`` when a scheduled slot that never ran is
     sent (the root of the run's trace when the beat sends it), ``run.enqueue`` for any other send
     (a retry, a manual trigger, a backfill, a freed slot: a child of whatever operation sends it).
@@ -142,7 +148,15 @@ def _enqueue_spans(runs: list[tuple[UUID, str, int]], *, first: bool) -> dict[UU
     return spans
 
 
-def _routes(run_ids: list[UUID], **filters: Any) -> list[tuple[UUID, str, int]]:
+# A run's message: the run's id, its job's queue for the capabilities it requires, its job's timeout.
+Route = tuple[UUID, str, int]
+
+
+def run_route(run_id: UUID, job: Job) -> Route:
+    return run_id, run_queue(job.queue, job.required_capabilities or []), job.timeout_seconds
+
+
+def _routes(run_ids: list[UUID], **filters: Any) -> list[Route]:
     rows = Run.objects.filter(pk__in=run_ids, **filters).values_list(
         "pk", "job__queue", "job__required_capabilities", "job__timeout_seconds"
     )
@@ -155,14 +169,27 @@ def run_enqueue(*, run_ids: Iterable[UUID]) -> int:
     Called after the transaction that created the runs committed, so a worker never receives
     an id it cannot see. Returns how many were sent.
     """
-    routes = _routes(list(run_ids), status=RunStatus.SCHEDULED)
+    return runs_enqueue_routed(routes=_routes(list(run_ids), status=RunStatus.SCHEDULED))
+
+
+def runs_enqueue_routed(*, routes: list[Route]) -> int:
+    """:func:`run_enqueue` for runs the caller has just committed and knows the routes of (the beat
+    has its batch's jobs in hand): no read of the runs first. A run cancelled meanwhile is sent
+    anyway, and its message finds it cancelled."""
     if not routes:
         return 0
     _publish(routes, first=True)
-    # Conditional: a worker may already have claimed a run whose message went out first.
-    return Run.objects.filter(pk__in=[pk for pk, _, _ in routes], status=RunStatus.SCHEDULED).update(
-        status=RunStatus.QUEUED, queued_at=timezone.now(), updated_at=timezone.now()
+    now = timezone.now()
+    # A worker may already have claimed a run whose message went out first: it keeps its status
+    # and gets its queued_at.
+    Run.objects.filter(
+        Q(status=RunStatus.SCHEDULED) | Q(queued_at__isnull=True), pk__in=[pk for pk, _, _ in routes]
+    ).update(
+        status=Case(When(status=RunStatus.SCHEDULED, then=Value(RunStatus.QUEUED)), default=F("status")),
+        queued_at=now,
+        updated_at=now,
     )
+    return len(routes)
 
 
 def run_sweep(*, now: datetime, stale_after: timedelta, limit: int = 1000) -> int:

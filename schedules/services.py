@@ -22,9 +22,10 @@ from django.utils import timezone
 from calendars.engine import BusinessCalendar, InvalidCalendar
 from calendars.models import Calendar
 from runs.models import ACTIVE_STATUSES, FINAL_STATUSES, SLOT_KINDS, Run, RunKind, RunStatus
-from runs.services import run_enqueue, run_event_build, runs_retry, runs_wake_waiting
+from runs.services import run_enqueue, run_event_build, run_route, runs_enqueue_routed, runs_retry, runs_wake_waiting
 from runs.targets.spec import InvalidTarget, parse_target
 from scheduler_project import metrics
+from scheduler_project.bulk import bulk_insert_new
 from scheduler_project.errors import Conflict, ValidationFailed
 from scheduler_project.events import event_record, events_record
 from schedules import selectors
@@ -496,8 +497,9 @@ def schedule_dispatch_due(*, now: datetime, limit: int = 500) -> list[UUID]:
     with transaction.atomic():
         schedules = list(
             due.select_for_update(skip_locked=True, of=("self",))
-            .select_related("job", "calendar")
-            .prefetch_related("calendar__dates")
+            .select_related("calendar")
+            # One instance per job, not per schedule: a batch's schedules share a few jobs.
+            .prefetch_related("job", "calendar__dates")
             .order_by("next_fire_at")[:limit]
         )
         if not schedules:
@@ -523,8 +525,7 @@ def schedule_dispatch_due(*, now: datetime, limit: int = 500) -> list[UUID]:
                 logger.warning("schedule %s disabled: %s", schedule.pk, exc)
                 continue
             runs += plan.runs + plan.missed
-        Run.objects.bulk_create(runs, ignore_conflicts=True)
-        written = set(Run.objects.filter(pk__in=[r.pk for r in runs]).values_list("pk", flat=True))
+        written = bulk_insert_new(Run, runs)
         events_record(
             [
                 run_event_build(run=run, event="missed", reason=run.reason)
@@ -532,14 +533,14 @@ def schedule_dispatch_due(*, now: datetime, limit: int = 500) -> list[UUID]:
                 if run.pk in written and run.status == RunStatus.MISSED
             ]
         )
-        job_keys = {schedule.job_id: schedule.job.key for schedule in schedules}
+        jobs = {schedule.job_id: schedule.job for schedule in schedules}
         for run in runs:
             if run.pk in written and run.status in (RunStatus.MISSED, RunStatus.SKIPPED):
-                metrics.run_recorded_final(tenant_id=run.tenant_id, job_key=job_keys[run.job_id], status=run.status)
+                metrics.run_recorded_final(tenant_id=run.tenant_id, job_key=jobs[run.job_id].key, status=run.status)
         _advance(schedules)
-        to_execute = [r.pk for r in runs if r.pk in written and r.status == RunStatus.SCHEDULED]
-        transaction.on_commit(lambda: run_enqueue(run_ids=to_execute))
-    return to_execute
+        routes = [run_route(r.pk, jobs[r.job_id]) for r in runs if r.pk in written and r.status == RunStatus.SCHEDULED]
+        transaction.on_commit(lambda: runs_enqueue_routed(routes=routes))
+    return [pk for pk, _, _ in routes]
 
 
 def _advance(schedules: list[Schedule]) -> None:

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import connection, connections
 
 from runs.models import Run, RunKind, RunStatus
-from runs.services import run_sweep
+from runs.services import run_route, run_sweep, runs_enqueue_routed
 from scheduler_project.models import OutboxEvent
 from schedules import services
 from schedules.models import Schedule
@@ -268,6 +268,26 @@ def test_sweeper_re_enqueues_what_the_broker_lost(queue: str) -> None:
     assert run_sweep(now=datetime.now(UTC), stale_after=timedelta(minutes=10)) == 2
     sent = {json.loads(__import__("base64").b64decode(m["body"]))[0][0] for m in _messages(queue)}
     assert sent == {str(lost.pk), str(unsent.pk)}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_marking_sent_runs_queued_leaves_a_claimed_run_running_and_dates_it(queue: str) -> None:
+    """A worker may claim a run whose message went out before the sender marked it QUEUED."""
+    job = JobFactory(queue=queue)
+    waiting = RunFactory(job=job, schedule=None, status=RunStatus.SCHEDULED)
+    claimed = RunFactory(job=job, schedule=None, status=RunStatus.RUNNING)
+    before = datetime.now(UTC)
+
+    assert runs_enqueue_routed(routes=[run_route(waiting.pk, job), run_route(claimed.pk, job)]) == 2
+
+    waiting.refresh_from_db()
+    claimed.refresh_from_db()
+    assert (waiting.status, claimed.status) == (RunStatus.QUEUED, RunStatus.RUNNING)
+    assert waiting.queued_at is not None
+    assert waiting.queued_at >= before
+    assert claimed.queued_at is not None
+    assert claimed.queued_at >= before
+    assert len(_messages(queue)) == 2
 
 
 @pytest.mark.django_db(transaction=True)
