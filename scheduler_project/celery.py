@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from celery import Celery
-from celery.signals import beat_init, setup_logging, task_prerun, worker_init, worker_process_init, worker_ready
+from celery.signals import (
+    beat_init,
+    setup_logging,
+    task_postrun,
+    task_prerun,
+    worker_init,
+    worker_process_init,
+    worker_ready,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "scheduler_project.settings")
 
@@ -22,17 +31,46 @@ app.config_from_object("scheduler_project.celery_settings:CELERY_SETTINGS", name
 app.autodiscover_tasks()
 
 
+# A connection that answered a task less than this long ago is not health-checked again before the
+# next task (HikariCP's aliveBypassWindowMs, 500 ms by default, is the same rule): the check is a
+# round trip per run, 8% of a run's time under load (bench/execution.py). A connection that broke
+# within the window fails one task, which execute_run retries once on a fresh connection.
+HEALTH_CHECK_BYPASS_SECONDS = 0.5
+
+_answered_at: dict[str, float] = {}  # by database alias: when a task last ended on a working connection
+
+
 @task_prerun.connect
 def _recycle_database_connections(sender: Any = None, **kwargs: Any) -> None:
     """Between two tasks, treat the database connection as Django does between two requests:
-    closed only when unusable or older than CONN_MAX_AGE (health-checked before reuse). Celery's
-    Django fixup would otherwise close it around every task (CELERY_DB_REUSE_MAX in settings
-    turns that off), and a new PostgreSQL backend per run cost more than the run (bench/execution.py)."""
+    closed only when unusable or older than CONN_MAX_AGE, health-checked before reuse unless it
+    answered the previous task a moment ago. Celery's Django fixup would otherwise close it around
+    every task (CELERY_DB_REUSE_MAX in settings turns that off), and a new PostgreSQL backend per
+    run cost more than the run (bench/execution.py)."""
     if getattr(getattr(sender, "request", None), "is_eager", False):
         return  # run in the caller's process (Task.apply): its connection is the caller's
-    from django.db import close_old_connections
+    from django.db import close_old_connections, connections
 
     close_old_connections()
+    now = time.monotonic()
+    for connection in connections.all(initialized_only=True):
+        fresh = now - _answered_at.get(connection.alias, -HEALTH_CHECK_BYPASS_SECONDS) < HEALTH_CHECK_BYPASS_SECONDS
+        if connection.connection is not None and fresh:
+            connection.health_check_done = True  # type: ignore[attr-defined]  # Django has it, its stubs do not
+
+
+@task_postrun.connect
+def _note_working_connections(sender: Any = None, **kwargs: Any) -> None:
+    if getattr(getattr(sender, "request", None), "is_eager", False):
+        return
+    from django.db import connections
+
+    now = time.monotonic()
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is not None and not connection.errors_occurred:
+            _answered_at[connection.alias] = now
+        else:
+            _answered_at.pop(connection.alias, None)
 
 
 @setup_logging.connect

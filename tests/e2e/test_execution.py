@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import redis
 from django.conf import settings
+from django.db import connection
 from kombu import Connection
 
 from runs.models import AttemptOutcome, DeadLetter, Run, RunAttempt, RunKind, RunStatus
@@ -350,6 +351,32 @@ def test_a_run_whose_worker_is_killed_mid_delivery_is_recovered_and_succeeds_onc
     assert lost.finished_at is not None
     assert behind_attempt.started_at >= lost.finished_at
     assert len(receiver.for_run(behind.pk)) == 1
+
+
+def test_a_run_after_its_workers_database_connection_was_cut_still_runs_once(
+    processes: Processes, receiver: Receiver, queue: str
+) -> None:
+    """A connection that answered the previous task a moment ago is not health-checked again: the
+    next task finds it dead, and is sent again once, to run on a new connection. (Later than
+    scheduler_project.celery.HEALTH_CHECK_BYPASS_SECONDS, the health check finds it instead.)"""
+    job = http_job(receiver, queue)
+    worker = processes.worker(queue, concurrency=1)
+    processes.wait_ready(worker)
+    [before] = enqueue(job)
+    assert wait_final(processes, before).status == RunStatus.SUCCEEDED
+
+    with connection.cursor() as cursor:  # the pool process's backend: its last statement ended the run
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND query LIKE 'EXECUTE scheduler_run_finish%%'"
+        )
+        assert [row[0] for row in cursor.fetchall()] == [True]
+    [after] = enqueue(job)
+
+    after = wait_final(processes, after)
+    assert after.status == RunStatus.SUCCEEDED
+    assert [attempt.outcome for attempt in attempts(after)] == [AttemptOutcome.SUCCEEDED]
+    assert len(receiver.for_run(after.pk)) == 1
 
 
 def test_a_job_concurrency_limit_holds_across_workers(processes: Processes, receiver: Receiver, queue: str) -> None:
