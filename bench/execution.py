@@ -739,6 +739,7 @@ def child_breakdown() -> None:
     from runs import services
     from runs.services import run_attempt_succeeded, run_claim, run_delivery, run_execute
     from runs.targets.registry import deliver
+    from scheduler_project import celery as celery_signals
 
     url, job = os.environ["BENCH_URL"], Job.objects.get(pk=os.environ["BENCH_JOB"])
     n = ARGS.breakdown_runs
@@ -784,17 +785,15 @@ def child_breakdown() -> None:
         for conn in connections.all(initialized_only=True):
             conn.close()
 
-    def check_all() -> None:  # what Django does per request: CONN_MAX_AGE and the health check
-        for conn in connections.all(initialized_only=True):
-            conn.close_if_unusable_or_obsolete()
-
     def one_run(run: Run, mode: str, phases: dict[str, list[float]], statements: dict[str, list[float]]) -> None:
         marks = [time.perf_counter()]
         if mode == "reconnect":
             close_all()  # task_prerun
             connection.ensure_connection()
         else:
-            check_all()  # task_prerun
+            # The worker's own task_prerun: CONN_MAX_AGE, and the health check unless the connection
+            # answered the previous run under HEALTH_CHECK_BYPASS_SECONDS ago.
+            celery_signals._recycle_database_connections()
             connection.close_if_health_check_failed()
         marks.append(time.perf_counter())
         before = sql_count[0], sql_time[0]
@@ -812,6 +811,8 @@ def child_breakdown() -> None:
         marks.append(time.perf_counter())
         if mode == "reconnect":
             close_all()  # task_postrun
+        else:
+            celery_signals._note_working_connections()  # task_postrun
         steps = zip(("connect", "claim", "delivery", "finish"), itertools.pairwise(marks), strict=True)
         for phase, (a, b) in steps:
             phases[phase].append((b - a) * 1e6)

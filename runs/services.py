@@ -310,9 +310,7 @@ def run_dispatch_retries(*, now: datetime, limit: int = 500) -> int:
     """Enqueue the RETRYING runs whose next attempt is due (every beat calls this; SKIP LOCKED
     shares the work). Returns how many were sent."""
     due_now = Run.objects.filter(status=RunStatus.RETRYING, next_attempt_at__lte=now)
-    if not due_now.exists():  # the usual tick: one index probe, no transaction
-        return 0
-    with transaction.atomic():
+    with transaction.atomic():  # the beat calls this only when its probe saw a due retry
         due = list(
             due_now.select_for_update(skip_locked=True).order_by("next_attempt_at").values_list("pk", flat=True)[:limit]
         )

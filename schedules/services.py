@@ -491,19 +491,22 @@ def schedule_dispatch_due(*, now: datetime, limit: int = 500) -> list[UUID]:
     and the run ledger's unique ``(schedule, scheduled_for)`` refuses a second run for a slot
     whatever happens (a stale beat, a clock skew, a retry after a lost commit).
     """
+    # The beat calls this only when its probe saw a due schedule (schedules.selectors.beat_probe),
+    # so there is no probe of its own here: it was a round trip on every dispatching tick.
     due = Schedule.objects.filter(enabled=True, next_fire_at__lte=now)
-    if not due.exists():  # the idle tick: one index probe, no transaction, no row locks
-        return []
     with transaction.atomic():
         schedules = list(
             due.select_for_update(skip_locked=True, of=("self",))
             .select_related("calendar")
-            # One instance per job, not per schedule: a batch's schedules share a few jobs.
-            .prefetch_related("job", "calendar__dates")
+            .prefetch_related("calendar__dates")
             .order_by("next_fire_at")[:limit]
         )
         if not schedules:
             return []
+        # One instance per job, not per schedule: a batch's schedules share a few jobs.
+        jobs = Job.objects.in_bulk({schedule.job_id for schedule in schedules})
+        for schedule in schedules:
+            schedule.job = jobs[schedule.job_id]
         needs_active = [s.pk for s in schedules if s.overlap_policy in (OverlapPolicy.SKIP, OverlapPolicy.BUFFER_ONE)]
         active = dict(
             Run.objects.filter(schedule_id__in=needs_active, status__in=ACTIVE_STATUSES)
@@ -533,7 +536,6 @@ def schedule_dispatch_due(*, now: datetime, limit: int = 500) -> list[UUID]:
                 if run.pk in written and run.status == RunStatus.MISSED
             ]
         )
-        jobs = {schedule.job_id: schedule.job for schedule in schedules}
         for run in runs:
             if run.pk in written and run.status in (RunStatus.MISSED, RunStatus.SKIPPED):
                 metrics.run_recorded_final(tenant_id=run.tenant_id, job_key=jobs[run.job_id].key, status=run.status)
