@@ -28,6 +28,8 @@ def bulk_insert_new(model: type[Model], instances: Sequence[Model]) -> set[Any]:
     if not instances:
         return set()
     meta, pk = model._meta, model._meta.pk
+    if any(getattr(field, "generated", False) or field.has_db_default() for field in meta.concrete_fields):
+        raise NotImplementedError(f"{meta.label} has columns the database computes; use bulk_create")
     assert pk is not None
     assert pk.column
     if connection.vendor != "postgresql":

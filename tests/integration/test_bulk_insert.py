@@ -122,3 +122,14 @@ def test_equal_values_of_different_types_stay_apart() -> None:
 
     stored = [Run.objects.get(pk=run.pk).outcome for run in runs]
     assert [(type(value), value) for value in stored] == [(bool, True), (int, 1), (float, 1.0)]
+
+
+@pytest.mark.django_db
+def test_a_model_with_columns_the_database_computes_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Such a column would be written with the Python placeholder, not left to the database."""
+    schedule = ScheduleFactory()
+    monkeypatch.setattr(Run._meta.get_field("reason"), "has_db_default", lambda: True)
+
+    with pytest.raises(NotImplementedError, match=r"runs\.Run has columns the database computes"):
+        bulk_insert_new(Run, [_run(schedule, SLOT)])
+    assert not Run.objects.filter(schedule=schedule).exists()
