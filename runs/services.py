@@ -39,6 +39,7 @@ from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Case, F, Field, Model, Q, QuerySet, Value, When
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from runs.backoff import backoff_seconds
@@ -78,6 +79,22 @@ MAX_ERROR_CHARS = 2000
 
 def _lease_grace() -> timedelta:
     return timedelta(seconds=getattr(settings, "RUN_LEASE_GRACE_SECONDS", 30))
+
+
+def _lease_expiry(job: Job) -> datetime:
+    """When a run claimed now by ``job`` loses its lease: the job's timeout and the grace from now
+    by the database's clock. Workers, beats and the database may sit on hosts whose clocks
+    disagree; a lease is set and read against the one clock they share (the one-statement claim
+    uses ``statement_timestamp()`` itself, what Django's ``Now()`` reads), so a worker's skewed
+    clock neither shortens a lease (a second delivery while the first still runs) nor stretches
+    it."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT statement_timestamp()")
+            database_now: datetime = cursor.fetchone()[0]
+    else:  # SQLite: a file on this host, whose clock is the database's
+        database_now = timezone.now()
+    return database_now + timedelta(seconds=job.timeout_seconds) + _lease_grace()
 
 
 # --- Enqueueing ---------------------------------------------------------------------------------
@@ -260,10 +277,11 @@ def runs_wake_waiting(*, now: datetime, job_ids: Iterable[UUID] | None = None, l
     return len(woken)
 
 
-def _holding(runs: QuerySet[Run], now: datetime) -> QuerySet[Run]:
-    """Those of ``runs`` that hold a slot or are on their way to take one."""
+def _holding(runs: QuerySet[Run]) -> QuerySet[Run]:
+    """Those of ``runs`` that hold a slot or are on their way to take one (a lease is read against
+    the database's clock, which set it: :func:`_lease_expiry`)."""
     return runs.filter(
-        Q(status=RunStatus.RUNNING, lease_expires_at__gt=now) | Q(status=RunStatus.QUEUED, blocked_at__isnull=True)
+        Q(status=RunStatus.RUNNING, lease_expires_at__gt=Now()) | Q(status=RunStatus.QUEUED, blocked_at__isnull=True)
     )
 
 
@@ -274,7 +292,7 @@ def _wake_for_job(job_id: UUID, *, now: datetime) -> list[UUID]:
         return []
     free: float = float("inf")
     if job.concurrency_limit is not None:
-        free = job.concurrency_limit - _holding(Run.objects.filter(job_id=job_id), now).count()
+        free = job.concurrency_limit - _holding(Run.objects.filter(job_id=job_id)).count()
     if free <= 0:
         return []
     waiters = (
@@ -289,7 +307,7 @@ def _wake_for_job(job_id: UUID, *, now: datetime) -> list[UUID]:
         if len(woken) >= free:
             break
         if overlap_policy == OverlapPolicy.BUFFER_ONE:
-            if schedule_id in buffered or _holding(Run.objects.filter(schedule_id=schedule_id), now).exists():
+            if schedule_id in buffered or _holding(Run.objects.filter(schedule_id=schedule_id)).exists():
                 continue
             buffered.add(schedule_id)
         woken.append(pk)
@@ -416,7 +434,7 @@ def _claim_with_orm(*, run_id: UUID, worker_name: str, now: datetime) -> Claim |
     if run is None:
         return None
     job = run.job
-    waits_for = _slot_taken(run, now)
+    waits_for = _slot_taken(run)
     if waits_for:
         if run.blocked_at is None:
             run.blocked_at = now
@@ -429,7 +447,7 @@ def _claim_with_orm(*, run_id: UUID, worker_name: str, now: datetime) -> Claim |
     run.finished_at = None
     run.blocked_at = None
     run.reason = ""
-    run.lease_expires_at = now + timedelta(seconds=job.timeout_seconds) + _lease_grace()
+    run.lease_expires_at = _lease_expiry(job)
     # The registered worker (workers.signals) whose name is the Celery hostname: its heartbeat
     # counts this run, and the run is taken back at once if that worker goes offline.
     run.worker_id = worker_id_by_name(name=worker_name)
@@ -459,18 +477,18 @@ def _claim_with_orm(*, run_id: UUID, worker_name: str, now: datetime) -> Claim |
     return Claim(run=run, job=job, attempt=attempt)
 
 
-def _slot_taken(run: Run, now: datetime) -> str:
+def _slot_taken(run: Run) -> str:
     """Why the run must wait for a slot, or "" when it may start. Locks what it counts by."""
     job = run.job
     if job.concurrency_limit is not None:
         list(Job.objects.select_for_update().filter(pk=job.pk).values_list("pk", flat=True))
-        running = Run.objects.filter(job_id=job.pk, status=RunStatus.RUNNING, lease_expires_at__gt=now).count()
+        running = Run.objects.filter(job_id=job.pk, status=RunStatus.RUNNING, lease_expires_at__gt=Now()).count()
         if running >= job.concurrency_limit:
             return f"waiting for a slot: {running} of the job's concurrency limit of {job.concurrency_limit} run"
     schedule = run.schedule
     if schedule is not None and schedule.overlap_policy == OverlapPolicy.BUFFER_ONE:
         list(Schedule.objects.select_for_update().filter(pk=schedule.pk).values_list("pk", flat=True))
-        if Run.objects.filter(schedule_id=schedule.pk, status=RunStatus.RUNNING, lease_expires_at__gt=now).exists():
+        if Run.objects.filter(schedule_id=schedule.pk, status=RunStatus.RUNNING, lease_expires_at__gt=Now()).exists():
             return "waiting for the schedule's previous run to finish (overlap policy BUFFER_ONE)"
     return ""
 
@@ -887,7 +905,7 @@ def _claim_statement() -> tuple[_Statement, _Insert, _Insert]:
                 finished_at = NULL,
                 blocked_at = NULL,
                 reason = '',
-                lease_expires_at = %(now)s::timestamptz
+                lease_expires_at = statement_timestamp()
                     + (job.timeout_seconds + %(grace)s::float8) * interval '1 second',
                 worker_id = (
                     SELECT worker.id FROM {workers} AS worker WHERE worker.tenant_id = '' AND worker.name = %(worker)s
@@ -1089,7 +1107,7 @@ def run_recover_lost(*, now: datetime, limit: int = 100, worker_id: UUID | None 
     With ``worker_id``: that worker's RUNNING runs whatever their lease, because the worker was
     found offline (workers.services) or started again under the same name."""
     recovered = 0
-    lost = Q(worker_id=worker_id) if worker_id is not None else Q(lease_expires_at__lt=now)
+    lost = Q(worker_id=worker_id) if worker_id is not None else Q(lease_expires_at__lt=Now())
     candidates = list(
         Run.objects.filter(lost, status=RunStatus.RUNNING)
         .order_by("lease_expires_at")

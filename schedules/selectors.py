@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from django.db import connection
 from django.db.models import QuerySet
 from django.db.models.functions import Now
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTasks
 
 from calendars.engine import BusinessCalendar
@@ -158,7 +159,7 @@ def _probe_statement(*, leader: bool) -> tuple[str, tuple[Any, ...]]:
         sql, probe_params = probe[:1].query.sql_with_params()
         columns.append(f"({sql})")
         params.extend(probe_params)
-    return "SELECT " + ", ".join(columns), tuple(params)
+    return "SELECT " + ", ".join([*columns, "statement_timestamp()"]), tuple(params)
 
 
 def beat_probe(*, leader: bool) -> BeatProbe:
@@ -170,6 +171,12 @@ def beat_probe(*, leader: bool) -> BeatProbe:
         sql, params = _probe_statement(leader=leader)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            row = cursor.fetchone()
-        return BeatProbe(*row)
+            *values, database_now = cursor.fetchone()
+        probe = BeatProbe(*values)
+        if probe.lease_expiry is None:
+            return probe
+        # Leases are set and read by the database's clock (runs.services._lease_expiry); the beat
+        # sleeps by its own, so the earliest one is told in the beat's time: a beat whose clock
+        # runs ahead would otherwise wake over and over before the lease had lapsed.
+        return replace(probe, lease_expiry=probe.lease_expiry + (timezone.now() - database_now))
     return BeatProbe(*(probe.first() for probe in _probes(leader=leader)))

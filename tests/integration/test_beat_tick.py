@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -82,17 +83,36 @@ def test_the_probe_reads_the_earliest_schedule_retry_and_lapsing_lease(
 
     leader, standby = beat_probe(leader=True), beat_probe(leader=False)
 
-    assert leader == BeatProbe(
+    # The lease is told in the beat's time (the database's clock here is the same, give or take
+    # the round trip): test_a_lease_is_told_in_the_beats_time below.
+    assert leader.lease_expiry is not None
+    assert abs(leader.lease_expiry - (base + timedelta(seconds=10))) < timedelta(seconds=1)
+    assert replace(leader, lease_expiry=base + timedelta(seconds=10)) == BeatProbe(
         schedule=base + timedelta(seconds=30),
         retry=base + timedelta(seconds=20),
         lease_expiry=base + timedelta(seconds=10),
         periodic_change=PeriodicTasks.last_change(),
     )
     assert leader.periodic_change is not None
-    assert leader.earliest == base + timedelta(seconds=10)
+    assert leader.earliest == leader.lease_expiry
     # A standby takes back no lapsed runs and serves no periodic tasks: it reads neither.
     assert standby == BeatProbe(schedule=base + timedelta(seconds=30), retry=base + timedelta(seconds=20))
     assert standby.earliest == base + timedelta(seconds=20)
+
+
+def test_a_lease_is_told_in_the_beats_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leases run by the database's clock; a beat whose clock is an hour ahead must see a lease
+    lapsing in ten seconds as lapsing ten seconds from its own now, not as lapsed an hour ago
+    (it would wake over and over to take back runs that still hold their lease)."""
+    lapses = timezone.now() + timedelta(seconds=10)
+    RunFactory(job=JobFactory(), schedule=None, status=RunStatus.RUNNING, lease_expires_at=lapses)
+    real_now = timezone.now
+    monkeypatch.setattr("schedules.selectors.timezone.now", lambda: real_now() + timedelta(hours=1))
+
+    probe = beat_probe(leader=True)
+
+    assert probe.lease_expiry is not None
+    assert abs(probe.lease_expiry - (lapses + timedelta(hours=1))) < timedelta(seconds=1)
 
 
 def test_an_idle_tick_is_the_lease_and_one_probe_and_sleeps_until_the_next_due(beats: list[Scheduler]) -> None:
