@@ -19,6 +19,7 @@ the recovery takes back if its worker dies. Nothing waits in the broker or in a 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import logging
 import re
@@ -541,13 +542,15 @@ def run_attempt_succeeded(*, claim: Claim, receipt: Receipt, now: datetime | Non
     outcome = {"response_status": receipt.status, "latency_ms": receipt.latency_ms, **receipt.detail}
     return _finish(
         claim,
-        now=now,
-        status=RunStatus.SUCCEEDED,
-        attempt_outcome=AttemptOutcome.SUCCEEDED,
-        response_status=receipt.status,
-        latency_ms=receipt.latency_ms,
-        excerpt=receipt.excerpt,
-        outcome={k: v for k, v in outcome.items() if v is not None},
+        _Finish(
+            now=now,
+            status=RunStatus.SUCCEEDED,
+            attempt_outcome=AttemptOutcome.SUCCEEDED,
+            response_status=receipt.status,
+            latency_ms=receipt.latency_ms,
+            excerpt=receipt.excerpt,
+            outcome={k: v for k, v in outcome.items() if v is not None},
+        ),
     )
 
 
@@ -579,16 +582,18 @@ def run_attempt_failed(*, claim: Claim, error: DeliveryError, now: datetime | No
         status = RunStatus.DEAD
     return _finish(
         claim,
-        now=now,
-        status=status,
-        attempt_outcome=attempt_outcome,
-        response_status=error.status,
-        latency_ms=error.latency_ms,
-        excerpt=error.excerpt,
-        error_type=error.error_type,
-        error_message=str(error)[:MAX_ERROR_CHARS],
-        next_attempt_at=next_attempt_at,
-        outcome={"response_status": error.status} if error.status is not None else {},
+        _Finish(
+            now=now,
+            status=status,
+            attempt_outcome=attempt_outcome,
+            response_status=error.status,
+            latency_ms=error.latency_ms,
+            excerpt=error.excerpt,
+            error_type=error.error_type,
+            error_message=str(error)[:MAX_ERROR_CHARS],
+            next_attempt_at=next_attempt_at,
+            outcome={"response_status": error.status} if error.status is not None else {},
+        ),
     )
 
 
@@ -599,52 +604,27 @@ class _Finish:
     now: datetime
     status: str
     attempt_outcome: str
-    response_status: int | None
-    latency_ms: int | None
-    excerpt: str
-    error_type: str
-    error_message: str
-    next_attempt_at: datetime | None
-    outcome: dict[str, Any]
+    response_status: int | None = None
+    latency_ms: int | None = None
+    excerpt: str = ""
+    error_type: str = ""
+    error_message: str = ""
+    next_attempt_at: datetime | None = None
+    outcome: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def final(self) -> bool:
         return self.status != RunStatus.RETRYING
 
 
-def _finish(
-    claim: Claim,
-    *,
-    now: datetime,
-    status: str,
-    attempt_outcome: str,
-    response_status: int | None = None,
-    latency_ms: int | None = None,
-    excerpt: str = "",
-    error_type: str = "",
-    error_message: str = "",
-    next_attempt_at: datetime | None = None,
-    outcome: dict[str, Any] | None = None,
-) -> str:
+def _finish(claim: Claim, finish: _Finish) -> str:
     """End the claimed attempt and move the run on, unless the run was taken from this worker
     (its lease expired and the recovery retried it): then only the attempt is recorded.
 
     On PostgreSQL the common case is one statement (:func:`_finish_in_one_statement`); what it
     does not cover, and every finish on SQLite, goes through the ORM."""
-    finish = _Finish(
-        now=now,
-        status=status,
-        attempt_outcome=attempt_outcome,
-        response_status=response_status,
-        latency_ms=latency_ms,
-        excerpt=excerpt,
-        error_type=error_type,
-        error_message=error_message,
-        next_attempt_at=next_attempt_at,
-        outcome=outcome or {},
-    )
     if _in_one_statement() and _finishes_in_one_statement(claim, finish) and _finish_in_one_statement(claim, finish):
-        return status
+        return finish.status
     return _finish_with_orm(claim, finish)
 
 
