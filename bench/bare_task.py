@@ -2,9 +2,10 @@
 
 Registered on the benchmark's worker with ``--include bench.bare_task``. It sends the same POST
 as ``runs.targets.http.deliver`` (the same bytes, the same headers, a keep-alive ``requests``
-session per process, the whole answer read) with the same task options as
-``runs.execute_run`` (``acks_late``, ``reject_on_worker_lost``, no result), and nothing else: no
-database, no state, no attempt, no event.
+session per process that does not read the environment for each request, the whole answer
+read) with the same task options as ``runs.execute_run`` (``acks_late``,
+``reject_on_worker_lost``, no result), and nothing else: no database, no state, no attempt, no
+event.
 
 With ``BENCH_EXEC_PROFILE=<folder>`` in the worker's environment each pool process runs under
 cProfile and counts its SQL statements (kind and table, count and time); both are written to
@@ -33,6 +34,7 @@ def bare_post(key: str, url: str, body: dict[str, Any]) -> int:
     global _session
     if _session is None:
         _session = requests.Session()
+        _session.trust_env = False  # as the HTTP target's session: the environment read once, not per request
     data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
     headers = {
         "User-Agent": "scheduler-webhook/1",

@@ -18,6 +18,7 @@ from django.utils import timezone
 
 from runs import services
 from runs.models import AttemptOutcome, DeadLetter, Run, RunAttempt, RunStatus
+from runs.targets import http
 from runs.targets.base import RetryableError
 from scheduler_project.models import OutboxEvent
 from schedules.models import Schedule
@@ -252,6 +253,45 @@ def test_a_refused_connection_is_retried(receiver: Receiver) -> None:
     assert services.run_execute(run_id=run.pk) == RunStatus.RETRYING
     assert run.attempts.get().error_type == "ConnectionError"
     receiver.start()  # for the fixture's teardown
+
+
+@pytest.fixture
+def environment_proxies(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """The proxy variables of the test's own: the HTTP target reads them once per origin."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    http._proxies_of.cache_clear()
+    yield monkeypatch
+    http._proxies_of.cache_clear()
+
+
+def test_a_delivery_goes_through_the_proxy_the_environment_names(
+    receiver: Receiver, environment_proxies: pytest.MonkeyPatch
+) -> None:
+    environment_proxies.setenv("HTTP_PROXY", receiver.url.removesuffix("/hook"))
+    job = JobFactory(target={"type": "HTTP", "method": "POST", "url": "http://hooks.example.invalid/ingest"})
+    run = _queued(job)
+
+    assert services.run_execute(run_id=run.pk) == RunStatus.SUCCEEDED
+
+    [request] = receiver.requests  # the proxy was asked for the target, in absolute form
+    assert request.path == "http://hooks.example.invalid/ingest"
+    assert (request.key, request.signature_ok) == (str(run.pk), True)
+
+
+def test_no_proxy_sends_a_delivery_straight_to_its_target(
+    receiver: Receiver, environment_proxies: pytest.MonkeyPatch
+) -> None:
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # a proxy that is not there: a request sent to it is refused
+    environment_proxies.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    environment_proxies.setenv("NO_PROXY", "127.0.0.1")
+    run = _queued(_job(receiver))
+
+    assert services.run_execute(run_id=run.pk) == RunStatus.SUCCEEDED
+    assert [r.path for r in receiver.requests] == ["/hook"]
 
 
 # --- concurrency ---------------------------------------------------------------------------------
