@@ -219,3 +219,18 @@ class DeadLetter(TenantModel):
 
     def __str__(self) -> str:
         return f"dead letter of {self.run_id} (series {self.series})"
+
+
+class PendingSend(models.Model):
+    """The runs of one beat batch, written ``QUEUED`` in the transaction that wrote this row, whose
+    messages may not be on the broker yet. Deleted once they are: a row that outlives its send by
+    far means the beat died between its commit and its messages, and the sweeper sends them
+    (``runs.services.run_sweep``). One row per batch of up to 500 runs, instead of an update of
+    each run from ``SCHEDULED`` to ``QUEUED`` after the send."""
+
+    id = models.BigAutoField(primary_key=True)
+    run_ids = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{len(self.run_ids)} runs to send, committed at {self.created_at:%Y-%m-%d %H:%M:%S}"

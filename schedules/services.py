@@ -22,7 +22,7 @@ from django.utils import timezone
 from calendars.engine import BusinessCalendar, InvalidCalendar
 from calendars.models import Calendar
 from runs.models import ACTIVE_STATUSES, FINAL_STATUSES, SLOT_KINDS, Run, RunKind, RunStatus
-from runs.services import run_enqueue, run_event_build, run_route, runs_enqueue_routed, runs_retry, runs_wake_waiting
+from runs.services import run_enqueue, run_event_build, run_route, runs_retry, runs_send_on_commit, runs_wake_waiting
 from runs.targets.spec import InvalidTarget, parse_target
 from scheduler_project import metrics
 from scheduler_project.bulk import bulk_insert_new
@@ -399,9 +399,9 @@ def _plan_slots(schedule: Schedule, now: datetime, active: int, trigger: Trigger
     for slot_at in to_run:
         status, reason = _overlap(schedule, active)
         plan.runs.append(_run(schedule, slot_at, payload, status, reason))
-        if status == RunStatus.SCHEDULED:
+        if status == RunStatus.QUEUED:
             active += 1
-    if fixed_delay and not any(run.status == RunStatus.SCHEDULED for run in plan.runs):
+    if fixed_delay and not any(run.status == RunStatus.QUEUED for run in plan.runs):
         # No run will finish to set the next slot (this one was missed or skipped): the delay
         # counts from now, or the schedule would never fire again.
         after = next_after(trigger, now)
@@ -410,17 +410,18 @@ def _plan_slots(schedule: Schedule, now: datetime, active: int, trigger: Trigger
 
 
 def _overlap(schedule: Schedule, active: int) -> tuple[str, str]:
-    """The status a new slot's run gets, given the schedule's runs that have not finished."""
+    """The status a new slot's run gets, given the schedule's runs that have not finished:
+    QUEUED when it is to run (its message goes out once the batch commits), or SKIPPED."""
     policy = schedule.overlap_policy
     if policy == OverlapPolicy.SKIP and active:
         return RunStatus.SKIPPED, "the previous run is still active (overlap policy SKIP)"
     if policy == OverlapPolicy.BUFFER_ONE and active >= 2:
         return RunStatus.SKIPPED, "one run is active and one already waits (overlap policy BUFFER_ONE)"
-    return RunStatus.SCHEDULED, ""
+    return RunStatus.QUEUED, ""
 
 
 def _run(schedule: Schedule, slot: datetime, payload: dict[str, Any], status: str, reason: str) -> Run:
-    finished = status in (RunStatus.MISSED, RunStatus.SKIPPED)
+    now = timezone.now()
     return Run(
         tenant_id=schedule.tenant_id,
         job_id=schedule.job_id,
@@ -430,7 +431,8 @@ def _run(schedule: Schedule, slot: datetime, payload: dict[str, Any], status: st
         status=status,
         payload=payload,
         reason=reason,
-        finished_at=timezone.now() if finished else None,
+        queued_at=now if status == RunStatus.QUEUED else None,
+        finished_at=now if status in (RunStatus.MISSED, RunStatus.SKIPPED) else None,
     )
 
 
@@ -487,6 +489,10 @@ def schedule_dispatch_due(*, now: datetime, limit: int = 500) -> list[UUID]:
     """Claim up to ``limit`` due schedules, write their slots' runs, advance them, commit, and
     enqueue the runs after the commit. Returns the ids of the runs to execute.
 
+    The runs to execute are written ``QUEUED`` with a marker of their batch, which goes once their
+    messages are sent (:func:`runs.services.runs_send_on_commit`): a beat that dies in between
+    leaves the marker, and the sweeper sends them.
+
     Several beats may call this at once: ``SKIP LOCKED`` hands each due schedule to one of them,
     and the run ledger's unique ``(schedule, scheduled_for)`` refuses a second run for a slot
     whatever happens (a stale beat, a clock skew, a retry after a lost commit).
@@ -540,8 +546,8 @@ def schedule_dispatch_due(*, now: datetime, limit: int = 500) -> list[UUID]:
             if run.pk in written and run.status in (RunStatus.MISSED, RunStatus.SKIPPED):
                 metrics.run_recorded_final(tenant_id=run.tenant_id, job_key=jobs[run.job_id].key, status=run.status)
         _advance(schedules)
-        routes = [run_route(r.pk, jobs[r.job_id]) for r in runs if r.pk in written and r.status == RunStatus.SCHEDULED]
-        transaction.on_commit(lambda: runs_enqueue_routed(routes=routes))
+        routes = [run_route(r.pk, jobs[r.job_id]) for r in runs if r.pk in written and r.status == RunStatus.QUEUED]
+        runs_send_on_commit(routes=routes)
     return [pk for pk, _, _ in routes]
 
 

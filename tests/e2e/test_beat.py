@@ -19,8 +19,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from runs.models import Run, RunStatus
-from runs.services import run_enqueue
+from runs.models import PendingSend, Run
+from runs.services import run_sweep
 from scheduler_project.config import BASE_DIR
 from schedules.beat import Scheduler
 from schedules.models import BeatLease, Schedule
@@ -128,10 +128,12 @@ def test_three_beats_give_every_slot_exactly_one_run_and_survive_the_leaders_dea
         assert first is not None
         assert first.scheduled_for == start
     # Every run's message is on the broker, except those of a batch the killed leader had
-    # committed but not yet sent: still SCHEDULED, which the sweeper sends (done here at once).
-    unsent = list(Run.objects.filter(job=job, status=RunStatus.SCHEDULED).values_list("pk", flat=True))
+    # committed but not yet sent: its marker is left, and the sweeper sends them (here at once;
+    # the queue's backlog keeps it from sending again the runs that were sent).
+    unsent = [run_id for run_ids in PendingSend.objects.values_list("run_ids", flat=True) for run_id in run_ids]
     assert len(unsent) <= Scheduler.batch_size
-    assert run_enqueue(run_ids=unsent) == len(unsent)
+    stale_after = timedelta(seconds=settings.RUN_REQUEUE_AFTER_SECONDS)
+    assert run_sweep(now=timezone.now() + 2 * stale_after, stale_after=stale_after) == len(unsent)
     messages = redis.Redis.from_url(settings.REDIS_URL).llen(queue)
     assert messages == Run.objects.filter(job=job).count()
 

@@ -15,7 +15,7 @@ import redis
 from django.conf import settings
 from django.db import connection, connections
 
-from runs.models import Run, RunKind, RunStatus
+from runs.models import PendingSend, Run, RunKind, RunStatus
 from runs.services import run_route, run_sweep, runs_enqueue_routed
 from scheduler_project.models import OutboxEvent
 from schedules import services
@@ -68,6 +68,31 @@ def test_a_due_slot_becomes_one_queued_run_and_one_message(queue: str) -> None:
     schedule.refresh_from_db()
     assert schedule.next_fire_at == NOW.replace(second=0) + timedelta(minutes=1)
     assert schedule.last_fired_at == NOW.replace(second=0)
+    assert not PendingSend.objects.exists()  # the batch's marker went with its send
+
+
+@pytest.mark.django_db
+def test_a_batch_committed_by_a_beat_that_died_before_sending_is_sent_by_the_sweeper(
+    queue: str, django_capture_on_commit_callbacks: Any
+) -> None:
+    schedules = [_schedule(queue) for _ in range(3)]
+    with django_capture_on_commit_callbacks(execute=False):  # the beat dies after its commit
+        ids = services.schedule_dispatch_due(now=NOW)
+    assert len(ids) == 3
+    assert set(Run.objects.filter(pk__in=ids).values_list("status", flat=True)) == {RunStatus.QUEUED}
+    [pending] = PendingSend.objects.all()
+    assert sorted(pending.run_ids) == sorted(str(pk) for pk in ids)
+    # The queue holds a backlog: an old QUEUED run is left to it, but these were never sent.
+    redis.Redis.from_url(settings.REDIS_URL).lpush(queue, json.dumps({"backlog": True}))
+    now = datetime.now(UTC)
+
+    assert run_sweep(now=now, stale_after=timedelta(minutes=10)) == 0  # not stale yet
+    assert run_sweep(now=now + timedelta(minutes=11), stale_after=timedelta(minutes=10)) == 3
+
+    sent = {json.loads(__import__("base64").b64decode(m["body"]))[0][0] for m in _messages(queue) if "body" in m}
+    assert sent == {str(pk) for pk in ids}
+    assert not PendingSend.objects.exists()
+    assert set(Run.objects.filter(schedule__in=schedules).values_list("status", flat=True)) == {RunStatus.QUEUED}
 
 
 @pytest.mark.django_db(transaction=True)
