@@ -35,6 +35,7 @@ from uuid import UUID
 import structlog
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils import uuid as celery_uuid
+from celery.utils.nodenames import anon_nodename
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -120,13 +121,14 @@ def _publish(runs: Iterable[Route], *, first: bool = False) -> None:
     rather than built with ``saferepr``. ``before_task_publish`` still fires for each.
 
     Traced, each message is published inside a span of its own run (:func:`_enqueue_spans`), so
-    the message carries that run's trace context and not its batch's. ``first``: the runs leave
-    SCHEDULED (:func:`run_enqueue`), rather than being sent again while QUEUED.
+    the message carries that run's trace context and not its batch's. ``first``: the runs' first
+    send (a beat's batch, :func:`run_enqueue`), rather than a send again.
     """
     runs = list(runs)
     spans = _enqueue_spans(runs, first=first) if tracing.tracing_enabled() else {}
     amqp = celery_app.amqp
     sent_event = celery_app.conf.task_send_sent_event
+    origin = anon_nodename()  # what Celery would otherwise ask the system for, per message
     with celery_app.producer_or_acquire() as producer, producer.batch():
         routes: dict[str, dict[str, Any]] = {}
         for queue in {queue for _, queue, _ in runs}:
@@ -146,6 +148,7 @@ def _publish(runs: Iterable[Route], *, first: bool = False) -> None:
                     ignore_result=True,
                     argsrepr=repr(args),
                     kwargsrepr="{}",
+                    origin=origin,
                 )
                 amqp.send_task_message(producer, EXECUTE_TASK, message, declare=[], **routes[queue])
 

@@ -71,23 +71,16 @@ def _column(field: Field, instances: Sequence[Model], db: BaseDatabaseWrapper) -
     is prepared once: most columns of a batch of runs hold a few (the tenant, the job, the status,
     empty fields)."""
     prepare, attname = field.get_db_prep_save, field.attname
-    prepared: dict[tuple[type, Any], Any] = {}
     if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
         values = [field.pre_save(instance, True) for instance in instances]
     else:
         values = [getattr(instance, attname) for instance in instances]
-    column = []
-    unhashable = 0
-    for value in values:
-        key = (type(value), value)  # True and 1 are equal, and a JSON column may hold both
-        try:
-            column.append(prepared[key])
-        except KeyError:
-            column.append(prepared.setdefault(key, _as_text(prepare(value, db))))
-        except TypeError:  # not hashable (a JSON document)
-            column.append(_as_text(prepare(value, db)))
-            unhashable += 1
-    return column, len(prepared) + unhashable
+    keys = list(zip(map(type, values), values, strict=True))  # True and 1 are equal; a JSON column may hold both
+    try:
+        prepared = {key: _as_text(prepare(key[1], db)) for key in dict.fromkeys(keys)}
+    except TypeError:  # not hashable (a JSON document): each value prepared for itself
+        return [_as_text(prepare(value, db)) for value in values], len(values)
+    return [prepared[key] for key in keys], len(prepared)
 
 
 def _as_text(value: Any) -> Any:
