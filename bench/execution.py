@@ -5,7 +5,8 @@ On one PostgreSQL database and one Redis DB of its own, with a receiver on 127.0
 process (asyncio, recording the arrival of each request's first byte by Idempotency-Key):
 
 0. the receiver alone, loaded by keep-alive ``requests`` clients in other processes, to show it
-   is not what limits the rest;
+   is not what limits the rest (it answers at once, or ``--answer-ms`` after each request, as a
+   target that does some work would);
 1. throughput: N runs QUEUED (``run_enqueue`` in the beat's batches: every message in Redis
    before the clock starts), then one ``celery worker`` (prefork) starts consuming; timed until
    every run is SUCCEEDED. The baseline: N messages of the bare task, sent with the same batching,
@@ -83,6 +84,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seconds", type=int, default=20, help="latency: seconds of slots")
     parser.add_argument("--latency-variants", default="beat-burst,beat-stream,bare-burst,bare-stream")
     parser.add_argument("--breakdown-runs", type=int, default=300)
+    parser.add_argument(
+        "--answer-ms", type=float, default=0.0, help="the receiver answers this long after a request (a target's work)"
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile a throughput round inside the pool")
     parser.add_argument("--logs", type=Path, help="keep the workers' and beats' logs in this folder")
     parser.add_argument("--child", choices=("breakdown",), help=argparse.SUPPRESS)
@@ -168,7 +172,10 @@ class _Connection(asyncio.Protocol):
                 return
             self.buffer = self.buffer[end + 4 + length :]
             self.receiver.record(key, self.first_byte)
-            self.transport.write(ANSWER)
+            if ARGS.answer_ms:  # a client sends its next request only after this answer
+                self.receiver.loop.call_later(ARGS.answer_ms / 1000, self.transport.write, ANSWER)
+            else:
+                self.transport.write(ANSWER)
             self.first_byte = time.time()
 
 
@@ -1016,6 +1023,7 @@ def report(
             f"   (prefork, concurrency {ARGS.concurrency}, loglevel {ARGS.loglevel}); the bare task until the receiver"
             f" has all {n:,};\n   median of {ARGS.repeat} interleaved rounds [range of the rate]; CPU ms per run"
             " from /proc (worker = parent and pool)"
+            + (f";\n   the receiver answers {ARGS.answer_ms:g} ms after each request" if ARGS.answer_ms else "")
         )
         labels = {"bare": "bare Celery task", "ours": "ours", "reconnect": "ours, reconnecting"}
         header = ("", "runs/s", "[min-max]", "wall/run", f"x{ARGS.concurrency} procs", "worker", "PostgreSQL",
