@@ -280,12 +280,15 @@ def run_sweep(*, now: datetime, stale_after: timedelta, limit: int = 1000) -> in
     queued = _routes([pk for pk, status in stale.items() if status == RunStatus.QUEUED])
     depths = queue_depths(queue for _, queue, _ in queued) or {}
     resend = [pk for pk, queue, _ in queued if not depths.get(queue)] + unsent
-    Run.objects.filter(pk__in=resend, status=RunStatus.QUEUED, blocked_at__isnull=True).update(
-        status=RunStatus.SCHEDULED
-    )
-    sent = run_enqueue(run_ids=[pk for pk, status in stale.items() if status == RunStatus.SCHEDULED] + resend)
-    PendingSend.objects.filter(pk__in=markers).delete()
-    return sent
+    # Back to SCHEDULED, and the markers gone, in one commit: a sweeper that dies before sending
+    # leaves SCHEDULED runs created long ago, which the next sweep sends; one that dies after
+    # sending leaves no marker to send them again by.
+    with transaction.atomic():
+        Run.objects.filter(pk__in=resend, status=RunStatus.QUEUED, blocked_at__isnull=True).update(
+            status=RunStatus.SCHEDULED
+        )
+        PendingSend.objects.filter(pk__in=markers).delete()
+    return run_enqueue(run_ids=[pk for pk, status in stale.items() if status == RunStatus.SCHEDULED] + resend)
 
 
 # Waiting runs one sweep looks at per job (and so the most it wakes).
