@@ -137,6 +137,24 @@ class _WatchedTLSPool(HTTPSConnectionPool):
     ConnectionCls = _WatchedTLSConnection
 
 
+_WATCHED_POOLS = {"http": _WatchedPool, "https": _WatchedTLSPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """Connections a delivery's watchdog can cut, made straight to the target or through an HTTP
+    proxy (a SOCKS proxy's connections are urllib3's own: only the read timeout bounds them)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if not proxy.lower().startswith("socks"):
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
 @contextlib.contextmanager
 def _deadline(seconds: float) -> Iterator[_Watch]:
     """Cut the connection the block's request uses once ``seconds`` have passed."""
@@ -168,8 +186,7 @@ def _http() -> requests.Session:
         session = requests.Session()
         session.trust_env = False
         session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
-        adapter = HTTPAdapter()
-        adapter.poolmanager.pool_classes_by_scheme = {"http": _WatchedPool, "https": _WatchedTLSPool}
+        adapter = _WatchedAdapter()
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         _session, _session_pid = session, os.getpid()
@@ -178,7 +195,12 @@ def _http() -> requests.Session:
 
 @functools.lru_cache(maxsize=1024)
 def _proxies_of(origin: str) -> dict[str, str]:
-    return requests.utils.get_environ_proxies(origin)
+    prepared = requests.PreparedRequest()  # as requests asks: of the IDNA-encoded host
+    try:
+        prepared.prepare_url(origin, None)
+    except requests.RequestException:  # the delivery itself turns the URL down
+        return {}
+    return requests.utils.get_environ_proxies(prepared.url or origin)
 
 
 def _proxies(url: str) -> dict[str, str]:

@@ -280,6 +280,31 @@ def test_a_delivery_goes_through_the_proxy_the_environment_names(
     assert (request.key, request.signature_ok) == (str(run.pk), True)
 
 
+def test_a_proxy_that_drips_its_answer_is_cut_at_the_jobs_timeout(
+    dripping_target: str, environment_proxies: pytest.MonkeyPatch
+) -> None:
+    environment_proxies.setenv("HTTP_PROXY", dripping_target.removesuffix("/hook"))
+    job = JobFactory(
+        target={"type": "HTTP", "method": "POST", "url": "http://hooks.example.invalid/"}, timeout_seconds=1
+    )
+    run = _queued(job)
+    started = time.monotonic()
+
+    assert services.run_execute(run_id=run.pk) == RunStatus.RETRYING
+
+    assert time.monotonic() - started < 10  # the proxy's answer alone would take ~20 s
+    attempt = run.attempts.get()
+    assert (attempt.outcome, attempt.error_type) == (AttemptOutcome.TIMEOUT, "ReadTimeout")
+
+
+def test_no_proxy_names_an_international_host_as_requests_does(environment_proxies: pytest.MonkeyPatch) -> None:
+    environment_proxies.setenv("HTTP_PROXY", "http://proxy.example.invalid:3128")
+    environment_proxies.setenv("NO_PROXY", "xn--bcher-kva.example")  # bücher.example, IDNA-encoded
+
+    assert http._proxies("http://bücher.example/hook") == {}
+    assert http._proxies("http://other.example/hook")["http"] == "http://proxy.example.invalid:3128"
+
+
 def test_no_proxy_sends_a_delivery_straight_to_its_target(
     receiver: Receiver, environment_proxies: pytest.MonkeyPatch
 ) -> None:
