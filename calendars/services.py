@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 
-from calendars.models import Calendar, CalendarDate, CalendarDateKind
+from calendars.models import Calendar, CalendarDate, CalendarDateKind, default_weekend
 from calendars.sources import source_errors
 from scheduler_project.errors import Conflict, ValidationFailed
 from schedules.services import schedule_refresh_next_fire
@@ -51,7 +51,7 @@ def calendar_create(
         country=country,
         subdivision=subdivision,
         market=market,
-        weekend=[5, 6] if weekend is None else sorted(weekend),
+        weekend=default_weekend() if weekend is None else sorted(weekend),
     )
     _check(calendar, holidays or [], working_days or [])
     if Calendar.objects.filter(tenant_id=tenant_id, name=name).exists():

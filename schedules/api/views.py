@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from calendars.engine import BusinessCalendar, InvalidCalendar
 from calendars.models import Calendar
-from calendars.selectors import calendar_business_calendar
+from calendars.selectors import business_calendar, calendar_business_calendar
 from runs.api.serializers import RunSerializer
 from scheduler_project.api import scopes
 from scheduler_project.api.schema import problems
@@ -293,16 +293,7 @@ class TriggerViewSet(TenantViewSet[Schedule]):
             calendar = _engine_calendar(lambda: calendar_business_calendar(calendar=row))
         elif data.get("calendar"):
             rules = data["calendar"]
-            calendar = _engine_calendar(
-                lambda: BusinessCalendar(
-                    country=rules.get("country", ""),
-                    subdivision=rules.get("subdivision", ""),
-                    market=rules.get("market", ""),
-                    weekend=frozenset(rules.get("weekend", (5, 6))),
-                    holidays=dict(rules.get("holidays", [])),
-                    working_days=frozenset(day for day, _ in rules.get("working_days", [])),
-                )
-            )
+            calendar = _engine_calendar(lambda: business_calendar(**rules))
         trigger = services.trigger_or_400(
             lambda: build_trigger(
                 parse_trigger(data["trigger"]),
