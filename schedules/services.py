@@ -26,7 +26,7 @@ from runs.models import ACTIVE_STATUSES, FINAL_STATUSES, SLOT_KINDS, Run, RunKin
 from runs.services import run_enqueue, run_event_build, run_route, runs_retry, runs_send_on_commit, runs_wake_waiting
 from runs.targets.spec import InvalidTarget, parse_target
 from scheduler_project import metrics
-from scheduler_project.bulk import bulk_insert_new
+from scheduler_project.bulk import bulk_insert_new, bulk_update_columns
 from scheduler_project.errors import Conflict, ValidationFailed
 from scheduler_project.events import event_record, events_record
 from schedules import selectors
@@ -276,11 +276,11 @@ def schedule_set_enabled(*, schedule: Schedule, enabled: bool) -> Schedule:
     return schedule
 
 
-def _next_fire(schedule: Schedule, *, now: datetime) -> datetime | None:
+def _next_fire(schedule: Schedule, *, now: datetime, trigger: Trigger | None = None) -> datetime | None:
     """When the schedule next fires from ``now``: its next slot plus its jitter."""
     fire = first_fire(
         parse_trigger(schedule.trigger),
-        _engine_trigger(schedule),
+        trigger or _engine_trigger(schedule),
         now=now,
         created_at=schedule.created_at or now,
         start_at=schedule.start_at,
@@ -313,13 +313,19 @@ def schedule_run_finished(*, run: Run, finished_at: datetime) -> None:
 
 
 def schedule_refresh_next_fire(*, schedules: Iterable[Schedule]) -> None:
-    """Recompute next_fire_at from now, e.g. after their calendar changed, and wake the beats."""
+    """Recompute next_fire_at from now, e.g. after their calendar changed, and wake the beats.
+
+    Schedules with the same rule share its engine trigger and its answer (as a dispatch batch
+    does), and the rows are written by one statement: a calendar's edit refreshes all of its
+    schedules inside the request."""
     now = timezone.now()
+    trigger_of = _batch_triggers()
     changed = list(schedules)
     for schedule in changed:
-        schedule.next_fire_at = _next_fire(schedule, now=now)
+        shared = trigger_or_400(lambda: trigger_of(schedule))  # noqa: B023 - called at once
+        schedule.next_fire_at = _next_fire(schedule, now=now, trigger=shared)
         schedule.updated_at = now
-    Schedule.objects.bulk_update(changed, ["next_fire_at", "updated_at"])
+    bulk_update_columns(Schedule, changed, ["next_fire_at", "updated_at"])
     if changed:
         beats_wake()
 
@@ -570,31 +576,8 @@ def schedule_dispatch_due(*, now: datetime, limit: int = 500) -> list[UUID]:
 
 
 def _advance(schedules: list[Schedule]) -> None:
-    """Write the batch's next_fire_at, last_fired_at and enabled in one statement.
-
-    ``bulk_update`` builds a ``CASE WHEN`` per row and column; compiling it for 500 schedules
-    cost more than the rest of the batch (bench/beat.py). PostgreSQL joins arrays instead.
-    """
-    fields = ["next_fire_at", "last_fired_at", "enabled"]
-    if connection.vendor != "postgresql":
-        Schedule.objects.bulk_update(schedules, fields)
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            UPDATE {Schedule._meta.db_table} AS s
-            SET next_fire_at = v.next_fire_at, last_fired_at = v.last_fired_at, enabled = v.enabled
-            FROM unnest(%s::uuid[], %s::timestamptz[], %s::timestamptz[], %s::boolean[])
-                AS v(id, next_fire_at, last_fired_at, enabled)
-            WHERE s.id = v.id
-            """,
-            [
-                [s.pk for s in schedules],
-                [s.next_fire_at for s in schedules],
-                [s.last_fired_at for s in schedules],
-                [s.enabled for s in schedules],
-            ],
-        )
+    """Write the batch's next_fire_at, last_fired_at and enabled in one statement."""
+    bulk_update_columns(Schedule, schedules, ["next_fire_at", "last_fired_at", "enabled"])
 
 
 def schedule_next_due() -> datetime | None:

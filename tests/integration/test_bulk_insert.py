@@ -1,5 +1,6 @@
-"""scheduler_project.bulk.bulk_insert_new on PostgreSQL: the rows it writes are the rows the ORM
-writes, a row a unique constraint refuses is skipped, and it tells which were written."""
+"""scheduler_project.bulk on PostgreSQL: bulk_insert_new writes the rows the ORM writes, skips a
+row a unique constraint refuses and tells which were written; bulk_update_columns writes what the
+ORM's bulk_update writes, and nothing else."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from django.forms.models import model_to_dict
 
 from runs.models import Run, RunKind, RunStatus
-from scheduler_project.bulk import bulk_insert_new
+from scheduler_project.bulk import bulk_insert_new, bulk_update_columns
 from schedules.models import Schedule
 from tests.factories import RunFactory, ScheduleFactory
 
@@ -133,3 +134,36 @@ def test_a_model_with_columns_the_database_computes_is_refused(monkeypatch: pyte
     with pytest.raises(NotImplementedError, match=r"runs\.Run has columns the database computes"):
         bulk_insert_new(Run, [_run(schedule, SLOT)])
     assert not Run.objects.filter(schedule=schedule).exists()
+
+
+@pytest.mark.django_db
+def test_bulk_update_columns_writes_the_fields_named_as_bulk_update_does() -> None:
+    schedule = ScheduleFactory()
+    ours = [
+        RunFactory(schedule=schedule, job=schedule.job, scheduled_for=SLOT + timedelta(minutes=n)) for n in range(3)
+    ]
+    orms = [
+        RunFactory(schedule=schedule, job=schedule.job, scheduled_for=SLOT + timedelta(days=1, minutes=n))
+        for n in range(3)
+    ]
+    changes: list[dict[str, Any]] = [
+        {"status": RunStatus.QUEUED, "payload": {"n": 1, "nested": {"ok": True}}, "queued_at": SLOT, "reason": ""},
+        {"status": RunStatus.SKIPPED, "payload": {}, "queued_at": None, "reason": "overlap"},
+        {"status": RunStatus.QUEUED, "payload": {"n": 3}, "queued_at": SLOT + timedelta(hours=1), "reason": "x"},
+    ]
+    for runs in (ours, orms):
+        for run, change in zip(runs, changes, strict=True):
+            for name, value in change.items():
+                setattr(run, name, value)
+            run.attempt = 7  # changed in memory, not named: stays as stored
+    fields = ["status", "payload", "queued_at", "reason"]
+
+    bulk_update_columns(Run, ours, fields)
+    Run.objects.bulk_update(orms, fields)
+
+    def stored(run: Run) -> dict[str, Any]:
+        return {k: v for k, v in _row(run).items() if k not in ("id", "scheduled_for")}
+
+    assert [stored(run) for run in ours] == [stored(run) for run in orms]
+    assert [stored(run)["payload"] for run in ours] == [change["payload"] for change in changes]
+    assert {stored(run)["attempt"] for run in ours} == {0}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -325,6 +325,28 @@ def test_changing_a_calendar_moves_its_schedules(api: APIClient) -> None:
     moved = datetime.fromisoformat(api.get(f"/api/v1/schedules/{created['id']}").json()["next_fire_at"])
     assert moved > first
     assert moved.date() != first.date()
+
+
+def test_changing_a_calendar_moves_each_of_its_schedules_by_its_own_rule_and_jitter(api: APIClient) -> None:
+    calendar = CalendarFactory(country="", weekend=[5, 6])
+    plain, jittered, other = (
+        _create(api, timezone="UTC", calendar=str(calendar.pk), calendar_policy="SKIP", **fields).json()
+        for fields in ({}, {"jitter_seconds": 600}, {"trigger": {"type": "CRON", "expression": "30 4 * * *"}})
+    )
+    first = datetime.fromisoformat(plain["next_fire_at"])
+    response = api.patch(f"/api/v1/calendars/{calendar.pk}", {"holidays": [first.date().isoformat()]}, format="json")
+    assert response.status_code == 200, response.content
+
+    moved = {
+        created["id"]: datetime.fromisoformat(api.get(f"/api/v1/schedules/{created['id']}").json()["next_fire_at"])
+        for created in (plain, jittered, other)
+    }
+    assert moved[plain["id"]].date() != first.date()
+    assert moved[plain["id"]].time() == time(2, 0)
+    offset = datetime.fromisoformat(jittered["next_fire_at"]) - first  # the schedule's fixed jitter
+    assert moved[jittered["id"]] == moved[plain["id"]] + offset
+    assert moved[other["id"]].time() == time(4, 30)
+    assert moved[other["id"]].date() != first.date()
 
 
 def test_a_business_day_schedule_is_created_with_its_calendar(api: APIClient) -> None:
