@@ -239,7 +239,8 @@ def runs_send_on_commit(*, routes: list[Route]) -> None:
 
     def send() -> None:
         _publish(routes, first=True)
-        PendingSend.objects.filter(pk=pending.pk).delete()
+        with connection.cursor() as cursor:  # QuerySet.delete() wraps a lone DELETE in a transaction
+            cursor.execute(f"DELETE FROM {PendingSend._meta.db_table} WHERE id = %s", [pending.pk])
 
     transaction.on_commit(send)
 

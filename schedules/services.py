@@ -538,10 +538,14 @@ def schedule_dispatch_due(*, now: datetime, limit: int = 500) -> list[UUID]:
         for schedule in schedules:
             schedule.job = jobs[schedule.job_id]
         needs_active = [s.pk for s in schedules if s.overlap_policy in (OverlapPolicy.SKIP, OverlapPolicy.BUFFER_ONE)]
-        active = dict(
-            Run.objects.filter(schedule_id__in=needs_active, status__in=ACTIVE_STATUSES)
-            .values_list("schedule_id")
-            .annotate(count=Count("id"))
+        active = (
+            dict(
+                Run.objects.filter(schedule_id__in=needs_active, status__in=ACTIVE_STATUSES)
+                .values_list("schedule_id")
+                .annotate(count=Count("id"))
+            )
+            if needs_active
+            else {}
         )
         _cancel_previous(schedules)
         runs: list[Run] = []
