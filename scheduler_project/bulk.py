@@ -70,9 +70,10 @@ def bulk_update_columns(model: type[Model], instances: Sequence[Model], fields: 
     """Write ``fields`` of ``instances``, found by primary key, in one statement: what
     ``bulk_update`` does, as ``UPDATE … FROM unnest(<an array per column>)`` on PostgreSQL.
 
-    ``bulk_update`` builds a ``CASE WHEN`` per row and column; compiling it cost more than the rest
-    of the beat's batch of 500 schedules (bench/beat.py), and a third of a calendar edit's refresh
-    of its schedules. Values are prepared as :func:`bulk_insert_new` prepares them, ``auto_now``
+    ``bulk_update`` builds a ``CASE WHEN`` per row and column: compiling it cost more than the rest
+    of the beat's batch of 500 schedules (bench/beat.py), and PostgreSQL evaluates its branches for
+    each row, so a calendar edit's refresh of thousands of schedules grew with the square of their
+    number (bench/calendar_edit.py). Values are prepared as :func:`bulk_insert_new` prepares them, ``auto_now``
     fields included (``bulk_update`` on SQLite writes what the instances hold).
     """
     if not instances:
