@@ -249,8 +249,8 @@ def run_sweep(*, now: datetime, stale_after: timedelta, limit: int = 1000) -> in
     """Enqueue again what the broker may have lost: runs committed but never sent (a crash
     between commit and send: SCHEDULED runs, and the runs of a beat's batch whose
     :class:`PendingSend` marker is still there), and QUEUED runs no worker started (a broker
-    restart without persistence, or a worker that died holding the message). Re-sending is safe because
-    execution claims a run by a conditional update. Returns how many were sent.
+    restart without persistence, or a worker that died holding the message). Re-sending is safe
+    because execution claims a run by a conditional update. Returns how many were sent.
 
     Left alone: runs waiting for a concurrency slot, whose turn comes when a slot frees
     (:func:`runs_wake_waiting` instead keeps them moving in their order), and on Redis the

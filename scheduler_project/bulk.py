@@ -73,8 +73,8 @@ def bulk_update_columns(model: type[Model], instances: Sequence[Model], fields: 
     ``bulk_update`` builds a ``CASE WHEN`` per row and column: compiling it cost more than the rest
     of the beat's batch of 500 schedules (bench/beat.py), and PostgreSQL evaluates its branches for
     each row, so a calendar edit's refresh of thousands of schedules grew with the square of their
-    number (bench/calendar_edit.py). Values are prepared as :func:`bulk_insert_new` prepares them, ``auto_now``
-    fields included (``bulk_update`` on SQLite writes what the instances hold).
+    number (bench/calendar_edit.py). Values are prepared as :func:`bulk_insert_new` prepares them,
+    ``auto_now`` fields included (``bulk_update`` on SQLite writes what the instances hold).
     """
     if not instances:
         return
